@@ -1,0 +1,59 @@
+//! `zdel cancel`: pending requests become cancelled. Running ones finish.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::store::OutcomeFilter;
+
+#[derive(Debug, Args)]
+pub struct Opts {
+    /// Cancel pending requests of this module.
+    #[arg(long, value_parser = super::parse_module)]
+    module: String,
+    /// Only these record IDs (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    ids: Option<Vec<String>>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
+}
+
+pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
+    if let Some(bad) = opts
+        .ids
+        .iter()
+        .flatten()
+        .find(|id| !super::is_record_id(id))
+    {
+        return Err(super::UsageError(format!(
+            "--ids: {bad:?} is not a record ID (1 to 19 digits)"
+        ))
+        .into());
+    }
+    let store = super::open_store(&config).await?;
+    let filter = OutcomeFilter {
+        state: Some("pending".into()),
+        module: Some(opts.module.clone()),
+        record_ids: opts.ids,
+        ..OutcomeFilter::default()
+    };
+    let n = store.count_matching(&filter).await?;
+    if n == 0 {
+        println!("no pending requests match: nothing to cancel");
+        return Ok(ExitCode::SUCCESS);
+    }
+    super::confirm(
+        &format!(
+            "{n} pending request(s) of {} will be cancelled",
+            opts.module
+        ),
+        opts.yes,
+    )?;
+    let cancelled = store.cancel(&filter, now_ms()).await?;
+    store.close().await;
+    println!("cancelled {cancelled} request(s)");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,208 @@
+//! `zdel demo`: the whole pipeline against the built-in sandbox Zoho, with
+//! faults switched on, on a fresh local database. No credentials needed.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::sandbox::{self, Faults, Sandbox};
+use crate::store::{Operation, Store};
+use crate::worker::{self, RunMode, WorkerSettings};
+use crate::zoho::ZohoClient;
+
+#[derive(Debug, Args)]
+pub struct Opts {
+    /// How many record IDs to delete.
+    #[arg(long, default_value_t = 20_000)]
+    ids: u32,
+    /// The demo's database file (replaced if it exists).
+    #[arg(long, default_value = "zdel-demo.db")]
+    database: String,
+    /// Sandbox latency per call, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    latency_ms: u64,
+    /// Share of calls the sandbox answers 503 (0 to 1).
+    #[arg(long, default_value_t = 0.05)]
+    error_rate: f64,
+    /// Calls per second allowed.
+    #[arg(long, default_value_t = 50)]
+    requests_per_second: u32,
+    /// Calls in flight at once.
+    #[arg(long, default_value_t = 10)]
+    max_concurrency: u32,
+}
+
+const MODULES: [&str; 3] = ["Leads", "Contacts", "Deals"];
+/// One ID in this many is not in the sandbox: it ends `failed` with INVALID_DATA.
+const MISSING_EVERY: u32 = 97;
+
+pub async fn run(base: Config, opts: Opts) -> anyhow::Result<ExitCode> {
+    if !(0.0..=1.0).contains(&opts.error_rate) {
+        return Err(super::UsageError("--error-rate must be between 0 and 1".into()).into());
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", opts.database);
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(anyhow::anyhow!("could not replace {path}: {e}"));
+        }
+    }
+    let faults = Faults {
+        latency: Duration::from_millis(opts.latency_ms),
+        error_5xx_rate: opts.error_rate,
+        error_5xx_after_delete_rate: opts.error_rate / 5.0,
+        drop_after_delete_rate: opts.error_rate / 5.0,
+        token_ttl: Duration::from_secs(3),
+        ..Faults::default()
+    };
+    let handle = Sandbox::start("127.0.0.1:0", faults).await?;
+    let config = demo_config(base, &handle.url(), &opts);
+    let store = Store::open(
+        &config.database.url,
+        Duration::from_millis(config.database.busy_timeout_ms),
+    )
+    .await?;
+
+    println!(
+        "zdel demo: a fake Zoho at {} (503s, ambiguous 500s, dropped connections, 3 s tokens)",
+        handle.url()
+    );
+    let mut enqueuer = store.begin_enqueue().await?;
+    let mut total = 0u64;
+    for (m, module) in MODULES.iter().enumerate() {
+        let count = opts.ids / 3 + u32::from((m as u32) < opts.ids % 3);
+        let ids: Vec<String> = (0..count)
+            .map(|i| format!("36523970{:02}{:09}", m + 1, i))
+            .collect();
+        handle.sandbox.add_records(
+            module,
+            ids.iter()
+                .enumerate()
+                .filter(|(i, _)| !(*i as u32 + 1).is_multiple_of(MISSING_EVERY))
+                .map(|(_, id)| id),
+        );
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        total += enqueuer
+            .add(Operation::Delete, module, *module != "Deals", &refs)
+            .await?;
+    }
+    enqueuer.commit().await?;
+    println!(
+        "queued {total} IDs in {} across {}",
+        config.database.url,
+        MODULES.join(", ")
+    );
+
+    let client = Arc::new(ZohoClient::from_config(&config)?);
+    let shutdown = CancellationToken::new();
+    super::serve::spawn_signal_listener(shutdown.clone());
+    let started = Instant::now();
+    let progress = ProgressBar::new(total);
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} IDs finished ({per_sec})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let watcher = {
+        let store = store.clone();
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(t) = store.state_totals().await {
+                    progress.set_position(t.finished() as u64);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let summary = worker::run(
+        store.clone(),
+        client.clone(),
+        WorkerSettings::from_config(&config),
+        RunMode::Drain,
+        shutdown,
+    )
+    .await?;
+    watcher.abort();
+    let elapsed = started.elapsed();
+    if let Ok(t) = store.state_totals().await {
+        progress.set_position(t.finished() as u64);
+    }
+    progress.finish_and_clear();
+
+    let stats = handle.sandbox.stats();
+    let counts = store.outcome_code_counts().await?;
+    let finished: i64 = counts
+        .iter()
+        .filter(|(s, _, _)| s != "pending" && s != "running")
+        .map(|(_, _, n)| n)
+        .sum();
+    println!("\nIDs by outcome:");
+    for (state, code, n) in &counts {
+        println!(
+            "  {state:<10} {:<14} {n:>8}",
+            code.as_deref().unwrap_or("-")
+        );
+    }
+    let secs = elapsed.as_secs_f64().max(0.001);
+    println!(
+        "\ncalls made:        {} ({} answered 401 and were repeated after a token refresh)",
+        stats.calls, stats.unauthorized
+    );
+    println!(
+        "minimum possible:  {} (ceil(IDs/100) per module and workflow flag)",
+        MODULES.len() as u64 * u64::from(opts.ids.div_ceil(3).div_ceil(100))
+    );
+    println!("token refreshes:   {}", client.token_refreshes());
+    println!(
+        "peak concurrency:  {} (cap {})",
+        stats.peak_concurrency, opts.max_concurrency
+    );
+    println!(
+        "peak calls/second: {} (limit {} + burst {})",
+        stats.peak_calls_per_second(),
+        config.limits.requests_per_second,
+        config.limits.burst
+    );
+    println!(
+        "elapsed:           {:.1} s, {:.0} IDs/s, {:.1} calls/s",
+        secs,
+        finished as f64 / secs,
+        stats.calls as f64 / secs
+    );
+    println!("stopped because:   {:?}", summary.reason);
+    println!(
+        "\nlook closer:  ZDEL__DATABASE__URL={} zdel outcomes --state failed",
+        config.database.url
+    );
+    handle.stop();
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn demo_config(mut config: Config, sandbox_url: &str, opts: &Opts) -> Config {
+    config.database.url = opts.database.clone();
+    config.zoho.accounts_url = sandbox_url.to_string();
+    config.zoho.api_domain = String::new();
+    config.zoho.client_id = sandbox::CLIENT_ID.to_string();
+    config.zoho.client_secret = SecretString::from(sandbox::CLIENT_SECRET);
+    config.zoho.refresh_token = SecretString::from(sandbox::REFRESH_TOKEN);
+    config.zoho.request_timeout_ms = 5_000;
+    config.limits.requests_per_second = opts.requests_per_second.max(1);
+    config.limits.burst = 10;
+    config.limits.max_concurrency = opts.max_concurrency.max(1);
+    config.retry.base_delay_ms = 100;
+    config.retry.max_delay_ms = 2_000;
+    config.retry.max_attempts = 10;
+    config.worker.poll_interval_ms = 100;
+    config.worker.lease_ms = 30_000;
+    config
+}

@@ -1,0 +1,214 @@
+//! The command line: one clap enum, one file per subcommand. `anyhow` lives
+//! here and in `main.rs` only; the library below returns typed errors.
+//!
+//! Exit status: 0 done; 1 a runtime failure (database, network); 2 bad
+//! input or configuration (nothing was changed); 3 `drain` stopped with work
+//! left that it cannot do (paused lanes, rejected credentials).
+
+mod cancel;
+mod demo;
+mod enqueue;
+mod migrate;
+mod outcomes;
+mod resume;
+mod retry;
+mod serve;
+mod status;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, LogFormat};
+use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zdel",
+    version,
+    about = "Bulk deletion for Zoho CRM: a durable SQLite queue, batched and rate-limited, with an outcome for every ID"
+)]
+pub struct Cli {
+    /// Config file layered over the built-in defaults (then ZDEL__* env vars).
+    #[arg(long, global = true, env = "ZDEL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole thing against a built-in fake Zoho: no credentials needed.
+    Demo(demo::Opts),
+    /// Create or upgrade the database (serve and drain do it too).
+    Migrate,
+    /// Queue record IDs for deletion.
+    Enqueue(enqueue::Opts),
+    /// Run the workers until SIGTERM/SIGINT.
+    Serve,
+    /// Run the workers until nothing is left to do, then exit.
+    Drain,
+    /// Counts by state and module, paused lanes, recent errors.
+    Status(status::Opts),
+    /// One row per request with its outcome, as CSV or JSON lines.
+    Outcomes(outcomes::Opts),
+    /// Put failed (or cancelled) requests back in the queue.
+    Retry(retry::Opts),
+    /// Cancel pending requests.
+    Cancel(cancel::Opts),
+    /// Restart a lane paused by a permission error.
+    Resume(resume::Opts),
+}
+
+/// Bad input or configuration: exit status 2, nothing changed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Exit status for `drain` when work is left that it cannot do.
+pub const EXIT_WORK_LEFT: u8 = 3;
+
+/// Run the parsed command line; errors become a message on stderr and an exit status.
+pub fn main(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("zdel: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("zdel: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<ConfigError>().is_some()
+            {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load(cli.config.as_deref())?;
+    init_tracing(&config, matches!(cli.command, Command::Demo(_)));
+    match cli.command {
+        Command::Demo(opts) => demo::run(config, opts).await,
+        Command::Migrate => migrate::run(config).await,
+        Command::Enqueue(opts) => enqueue::run(config, opts).await,
+        Command::Serve => serve::run(config, crate::worker::RunMode::Serve).await,
+        Command::Drain => serve::run(config, crate::worker::RunMode::Drain).await,
+        Command::Status(opts) => status::run(config, opts).await,
+        Command::Outcomes(opts) => outcomes::run(config, opts).await,
+        Command::Retry(opts) => retry::run(config, opts).await,
+        Command::Cancel(opts) => cancel::run(config, opts).await,
+        Command::Resume(opts) => resume::run(config, opts).await,
+    }
+}
+
+fn init_tracing(config: &Config, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let level = config.log.level.to_ascii_lowercase();
+    let default_filter = if quiet {
+        "error".to_string()
+    } else {
+        format!("warn,zdel={level}")
+    };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Ok(Store::open(
+        &config.database.url,
+        std::time::Duration::from_millis(config.database.busy_timeout_ms),
+    )
+    .await?)
+}
+
+/// Ask before a bulk change. Off a terminal, refuse unless `--yes` was given.
+fn confirm(what: &str, yes: bool) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError(format!(
+            "{what}. Not a terminal, so zdel cannot ask: add --yes to go ahead"
+        ))
+        .into());
+    }
+    print!("{what}. Go ahead? [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES") {
+        Ok(())
+    } else {
+        Err(UsageError("not confirmed: nothing changed".into()).into())
+    }
+}
+
+/// A Zoho module API name: `[A-Za-z][A-Za-z0-9_]*`, at most 100 characters
+/// (the same rule as the database's CHECK constraint).
+pub fn parse_module(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 100
+        && s.as_bytes()[0].is_ascii_alphabetic()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a Zoho module API name (a letter, then letters, digits or _; e.g. Leads, Price_Books)"
+        ))
+    }
+}
+
+/// A Zoho record ID: 1 to 19 ASCII digits.
+pub fn is_record_id(s: &str) -> bool {
+    (1..=19).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn module_names() {
+        assert!(parse_module("Leads").is_ok());
+        assert!(parse_module("Custom_Module1").is_ok());
+        for bad in ["", "../Leads", "Leads/1", "Le ads", "Lëads", "1Leads", "_x"] {
+            assert!(parse_module(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn record_ids() {
+        assert!(is_record_id("3652397000006064023"));
+        assert!(!is_record_id("36523970000060640231"));
+        assert!(!is_record_id("12a"));
+        assert!(!is_record_id(""));
+        assert!(!is_record_id("１２"));
+    }
+}

@@ -1,0 +1,373 @@
+//! Typed configuration: `config/default.toml` (built in) → `--config FILE` →
+//! `ZDEL__SECTION__KEY` environment variables. Validation happens here, once,
+//! so every later stage can trust the values. Secrets are `SecretString` and
+//! never reach `Debug`, logs or error messages.
+
+use std::path::Path;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The built-in defaults: the same file as `config/default.toml` in the repo.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Environment variable naming a config file, when `--config` is not given.
+pub const CONFIG_FILE_ENV: &str = "ZDEL_CONFIG";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or environment could not be read or does not have the right shape.
+    #[error("configuration could not be loaded: {0}")]
+    Load(String),
+    /// A key holds a value zdel cannot work with.
+    #[error("configuration key `{key}` {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub zoho: ZohoConfig,
+    pub limits: LimitsConfig,
+    pub retry: RetryConfig,
+    pub worker: WorkerConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub busy_timeout_ms: u64,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZohoConfig {
+    pub accounts_url: String,
+    pub api_domain: String,
+    pub api_version: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub refresh_token: SecretString,
+    pub request_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub token_refresh_margin_ms: u64,
+}
+
+/// Hand-written so that a `{:?}` of the config can never print a secret.
+impl std::fmt::Debug for ZohoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZohoConfig")
+            .field("accounts_url", &self.accounts_url)
+            .field("api_domain", &self.api_domain)
+            .field("api_version", &self.api_version)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[REDACTED]")
+            .field("refresh_token", &"[REDACTED]")
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("token_refresh_margin_ms", &self.token_refresh_margin_ms)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub requests_per_second: u32,
+    pub burst: u32,
+    pub max_concurrency: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    pub max_attempts: u32,
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    pub poll_interval_ms: u64,
+    pub batch_size: u32,
+    pub lease_ms: u64,
+    pub shutdown_grace_ms: u64,
+    pub auth_probe_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Zoho's hard limit of IDs in one DELETE call.
+pub const MAX_IDS_PER_DELETE: u32 = 100;
+
+impl Config {
+    /// Load defaults, then `file` (if any), then `ZDEL__*` variables from the
+    /// process environment, and validate the result.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Load(format!(
+                    "config file {} does not exist or is not a file",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(
+                config::File::from(path.to_path_buf()).format(config::FileFormat::Toml),
+            );
+        }
+        let env: std::collections::HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("ZDEL__"))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("ZDEL")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        let loaded = builder
+            .build()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        let config: Config = loaded
+            .try_deserialize()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that need no network: ranges, URL shapes. Secrets are checked by
+    /// [`Config::require_credentials`], only where they are needed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid {
+                key,
+                problem: problem.into(),
+            }
+        }
+        if self.database.url.trim().is_empty() {
+            return Err(invalid("database.url", "is empty: name a SQLite file"));
+        }
+        check_http_url("zoho.accounts_url", &self.zoho.accounts_url)?;
+        if !self.zoho.api_domain.is_empty() {
+            check_http_url("zoho.api_domain", &self.zoho.api_domain)?;
+        }
+        let version = &self.zoho.api_version;
+        if version.is_empty() || !version.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(invalid(
+                "zoho.api_version",
+                format!("is {version:?}: expected a version such as \"v8\""),
+            ));
+        }
+        if self.zoho.request_timeout_ms == 0 {
+            return Err(invalid("zoho.request_timeout_ms", "must be above 0"));
+        }
+        if self.zoho.connect_timeout_ms == 0 {
+            return Err(invalid("zoho.connect_timeout_ms", "must be above 0"));
+        }
+        if self.limits.requests_per_second == 0 {
+            return Err(invalid(
+                "limits.requests_per_second",
+                "must be at least 1 (0 would never send a call)",
+            ));
+        }
+        if self.limits.max_concurrency == 0 {
+            return Err(invalid(
+                "limits.max_concurrency",
+                "must be at least 1 (0 would never send a call)",
+            ));
+        }
+        if self.retry.max_attempts == 0 {
+            return Err(invalid("retry.max_attempts", "must be at least 1"));
+        }
+        if self.retry.base_delay_ms > self.retry.max_delay_ms {
+            return Err(invalid(
+                "retry.base_delay_ms",
+                "must not exceed retry.max_delay_ms",
+            ));
+        }
+        if self.worker.batch_size == 0 || self.worker.batch_size > MAX_IDS_PER_DELETE {
+            return Err(invalid(
+                "worker.batch_size",
+                format!("must be between 1 and {MAX_IDS_PER_DELETE} (Zoho's limit per call)"),
+            ));
+        }
+        if self.worker.poll_interval_ms == 0 {
+            return Err(invalid("worker.poll_interval_ms", "must be above 0"));
+        }
+        if self.worker.lease_ms <= self.zoho.request_timeout_ms {
+            return Err(invalid(
+                "worker.lease_ms",
+                "must exceed zoho.request_timeout_ms, or a slow call would lose its lease",
+            ));
+        }
+        if !matches!(
+            self.log.level.to_ascii_lowercase().as_str(),
+            "error" | "warn" | "info" | "debug" | "trace"
+        ) {
+            return Err(invalid(
+                "log.level",
+                format!(
+                    "is {:?}: expected error, warn, info, debug or trace",
+                    self.log.level
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The OAuth client and refresh token must be set before zdel talks to Zoho.
+    pub fn require_credentials(&self) -> Result<(), ConfigError> {
+        let missing = |key: &'static str, env: &str| ConfigError::Invalid {
+            key,
+            problem: format!(
+                "is not set: zdel needs it to talk to Zoho (set it in the config file or as {env})"
+            ),
+        };
+        if self.zoho.client_id.trim().is_empty() {
+            return Err(missing("zoho.client_id", "ZDEL__ZOHO__CLIENT_ID"));
+        }
+        if self.zoho.client_secret.expose_secret().trim().is_empty() {
+            return Err(missing("zoho.client_secret", "ZDEL__ZOHO__CLIENT_SECRET"));
+        }
+        if self.zoho.refresh_token.expose_secret().trim().is_empty() {
+            return Err(missing("zoho.refresh_token", "ZDEL__ZOHO__REFRESH_TOKEN"));
+        }
+        Ok(())
+    }
+}
+
+fn check_http_url(key: &'static str, value: &str) -> Result<(), ConfigError> {
+    match url::Url::parse(value) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        Ok(_) => Err(ConfigError::Invalid {
+            key,
+            problem: format!(
+                "is {value:?}: expected an http(s) URL such as https://accounts.zoho.com"
+            ),
+        }),
+        Err(e) => Err(ConfigError::Invalid {
+            key,
+            problem: format!("is {value:?}, not a URL ({e})"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let c = Config::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(c.zoho.api_version, "v8");
+        assert_eq!(c.worker.batch_size, 100);
+        assert_eq!(c.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn double_underscore_env_overrides_and_single_is_ignored() {
+        let c = Config::load_with_env(
+            None,
+            env(&[
+                ("ZDEL__ZOHO__CLIENT_ID", "1000.ABC"),
+                ("ZDEL__LIMITS__MAX_CONCURRENCY", "12"),
+                ("ZDEL_LIMITS__BURST", "99"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.zoho.client_id, "1000.ABC");
+        assert_eq!(c.limits.max_concurrency, 12);
+        assert_eq!(c.limits.burst, 5, "a single underscore is not our prefix");
+    }
+
+    #[test]
+    fn numeric_looking_secret_stays_a_string() {
+        let c = Config::load_with_env(None, env(&[("ZDEL__ZOHO__CLIENT_ID", "123456")])).unwrap();
+        assert_eq!(c.zoho.client_id, "123456");
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        for (key, value, named) in [
+            (
+                "ZDEL__LIMITS__REQUESTS_PER_SECOND",
+                "0",
+                "limits.requests_per_second",
+            ),
+            (
+                "ZDEL__LIMITS__MAX_CONCURRENCY",
+                "0",
+                "limits.max_concurrency",
+            ),
+            ("ZDEL__ZOHO__ACCOUNTS_URL", "not a url", "zoho.accounts_url"),
+            ("ZDEL__WORKER__BATCH_SIZE", "101", "worker.batch_size"),
+            ("ZDEL__LOG__LEVEL", "loud", "log.level"),
+        ] {
+            let err = Config::load_with_env(None, env(&[(key, value)])).unwrap_err();
+            assert!(err.to_string().contains(named), "{key}: {err}");
+        }
+        let err = Config::load_with_env(None, env(&[("ZDEL__LIMITS__BURST", "many")])).unwrap_err();
+        assert!(err.to_string().contains("burst"), "{err}");
+    }
+
+    #[test]
+    fn missing_credentials_name_the_key_and_debug_redacts() {
+        let c = Config::load_with_env(
+            None,
+            env(&[
+                ("ZDEL__ZOHO__CLIENT_ID", "id"),
+                ("ZDEL__ZOHO__CLIENT_SECRET", "s3cr3t-value"),
+            ]),
+        )
+        .unwrap();
+        let err = c.require_credentials().unwrap_err().to_string();
+        assert!(err.contains("zoho.refresh_token"), "{err}");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("s3cr3t-value"), "{debug}");
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_rejected_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zdel.toml");
+        std::fs::write(&path, "[limits]\nrequest_per_second = 3\n").unwrap();
+        let err = Config::load_with_env(Some(&path), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("request_per_second"), "{err}");
+    }
+}

@@ -1,0 +1,505 @@
+//! A fake Zoho CRM (accounts + delete API) on axum, for tests, `zdel demo`
+//! and benchmarks. It behaves like the documented API — expiring OAuth
+//! tokens, per-ID results, `INVALID_DATA` for unknown IDs, the 100-ID limit —
+//! lets tests inject faults (5xx before or after deleting, dropped
+//! connections, 429, latency, permission errors, locked records, revoked
+//! credentials), and counts what it saw: calls, IDs per call, peak
+//! concurrency, peak rate, IDs sent in two calls at once.
+//!
+//! It must never be mistaken for the real thing: it only binds where it is
+//! told (tests use 127.0.0.1:0).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use serde::Deserialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+/// Zoho's limit of IDs per DELETE call.
+pub const MAX_IDS_PER_CALL: usize = 100;
+
+/// The sandbox's credentials. Not secrets: they exist only in the sandbox.
+pub const CLIENT_ID: &str = "sandbox-client";
+pub const CLIENT_SECRET: &str = "sandbox-secret";
+pub const REFRESH_TOKEN: &str = "sandbox-refresh-token";
+
+/// Faults and behaviour, changeable while the sandbox runs.
+#[derive(Debug, Clone)]
+pub struct Faults {
+    /// Every call waits this long before answering.
+    pub latency: Duration,
+    /// Share of calls answered 503 before anything is deleted.
+    pub error_5xx_rate: f64,
+    /// Share of calls that delete, then answer 500 (the ambiguous case).
+    pub error_5xx_after_delete_rate: f64,
+    /// Share of calls that delete, then drop the connection mid-answer.
+    pub drop_after_delete_rate: f64,
+    /// Share of calls answered 429.
+    pub rate_429: f64,
+    /// `Retry-After` seconds sent with a 429, if any.
+    pub retry_after_secs: Option<u64>,
+    /// Lifetime of the access tokens it issues.
+    pub token_ttl: Duration,
+    /// Every ID exists until deleted once (benchmarks with millions of IDs).
+    pub every_id_exists: bool,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            latency: Duration::ZERO,
+            error_5xx_rate: 0.0,
+            error_5xx_after_delete_rate: 0.0,
+            drop_after_delete_rate: 0.0,
+            rate_429: 0.0,
+            retry_after_secs: None,
+            token_ttl: Duration::from_secs(3600),
+            every_id_exists: false,
+        }
+    }
+}
+
+/// What the sandbox saw.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxStats {
+    /// API calls (DELETEs), whatever their answer.
+    pub calls: u64,
+    /// IDs carried by each call that got past auth, in arrival order.
+    pub ids_per_call: Vec<usize>,
+    /// Most calls in flight at once.
+    pub peak_concurrency: usize,
+    /// Access tokens issued.
+    pub tokens_issued: u64,
+    /// Calls answered 401 (expired or unknown token).
+    pub unauthorized: u64,
+    /// Answers by HTTP status.
+    pub statuses: HashMap<u16, u64>,
+    /// IDs that arrived while a call carrying the same ID was in flight.
+    pub overlapping_ids: u64,
+    /// IDs deleted (answered SUCCESS or deleted before a fault).
+    pub deleted: u64,
+    call_starts: Vec<Instant>,
+}
+
+impl SandboxStats {
+    /// The most calls that started within any one-second window.
+    pub fn peak_calls_per_second(&self) -> usize {
+        let starts = &self.call_starts;
+        let mut peak = 0;
+        let mut lo = 0;
+        for hi in 0..starts.len() {
+            while starts[hi].duration_since(starts[lo]) >= Duration::from_secs(1) {
+                lo += 1;
+            }
+            peak = peak.max(hi - lo + 1);
+        }
+        peak
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    faults: Faults,
+    records: HashMap<String, HashSet<String>>,
+    denied_modules: HashSet<String>,
+    /// ID → how many more calls answer RECORD_LOCKED for it.
+    locked: HashMap<String, u32>,
+    tokens: HashMap<String, Instant>,
+    credentials_revoked: bool,
+    in_flight: usize,
+    in_flight_ids: HashMap<String, u32>,
+    stats: SandboxStats,
+    token_counter: u64,
+}
+
+/// Shared state of a running sandbox; tests hold one to seed and inspect it.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Mutex<Inner>>,
+    base_url: String,
+}
+
+/// A running sandbox. Dropping it does not stop the server; call `stop`.
+pub struct SandboxHandle {
+    pub sandbox: Sandbox,
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl SandboxHandle {
+    /// `http://127.0.0.1:PORT`: both the accounts URL and the API domain.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl Drop for SandboxHandle {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Sandbox {
+    /// Start on `addr` (use `127.0.0.1:0` for a free port).
+    pub async fn start(addr: &str, faults: Faults) -> std::io::Result<SandboxHandle> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let sandbox = Sandbox {
+            inner: Arc::new(Mutex::new(Inner {
+                faults,
+                ..Inner::default()
+            })),
+            base_url: format!("http://{local}"),
+        };
+        let app = Router::new()
+            .route("/oauth/v2/token", post(token))
+            .route("/crm/{version}/{module}", delete(delete_records))
+            .with_state(sandbox.clone());
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stopped.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "sandbox server stopped");
+            }
+        });
+        Ok(SandboxHandle {
+            sandbox,
+            addr: local,
+            stop,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Make these records exist in `module`.
+    pub fn add_records<S: AsRef<str>>(&self, module: &str, ids: impl IntoIterator<Item = S>) {
+        let mut inner = self.lock();
+        let set = inner.records.entry(module.to_string()).or_default();
+        set.extend(ids.into_iter().map(|s| s.as_ref().to_string()));
+    }
+
+    /// Whether `id` still exists in `module`.
+    pub fn has_record(&self, module: &str, id: &str) -> bool {
+        self.lock()
+            .records
+            .get(module)
+            .is_some_and(|s| s.contains(id))
+    }
+
+    /// How many records `module` still has.
+    pub fn remaining(&self, module: &str) -> usize {
+        self.lock().records.get(module).map_or(0, |s| s.len())
+    }
+
+    pub fn stats(&self) -> SandboxStats {
+        self.lock().stats.clone()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.lock().faults = faults;
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.lock().faults.clone()
+    }
+
+    /// Calls for `module` answer 403 NO_PERMISSION (or stop doing so).
+    pub fn deny_module(&self, module: &str, denied: bool) {
+        let mut inner = self.lock();
+        if denied {
+            inner.denied_modules.insert(module.to_string());
+        } else {
+            inner.denied_modules.remove(module);
+        }
+    }
+
+    /// The next `times` calls carrying `id` answer RECORD_LOCKED for it.
+    pub fn lock_record(&self, id: &str, times: u32) {
+        self.lock().locked.insert(id.to_string(), times);
+    }
+
+    /// Forget every issued access token: the next calls get 401 INVALID_TOKEN.
+    pub fn expire_all_tokens(&self) {
+        self.lock().tokens.clear();
+    }
+
+    /// Make the token endpoint answer `invalid_code` (or stop doing so).
+    pub fn revoke_refresh_token(&self, revoked: bool) {
+        self.lock().credentials_revoked = revoked;
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    refresh_token: Option<String>,
+}
+
+async fn token(State(sb): State<Sandbox>, Form(form): Form<TokenForm>) -> Response {
+    let mut inner = sb.lock();
+    // Zoho answers token errors with HTTP 200: the body says what went wrong.
+    if form.grant_type.as_deref() != Some("refresh_token") {
+        return axum::Json(json!({"error": "unsupported_grant_type"})).into_response();
+    }
+    if form.client_id.as_deref() != Some(CLIENT_ID)
+        || form.client_secret.as_deref() != Some(CLIENT_SECRET)
+    {
+        return axum::Json(json!({"error": "invalid_client"})).into_response();
+    }
+    if inner.credentials_revoked || form.refresh_token.as_deref() != Some(REFRESH_TOKEN) {
+        return axum::Json(json!({"error": "invalid_code"})).into_response();
+    }
+    inner.token_counter += 1;
+    let access = format!(
+        "1000.sandbox{}.{:016x}",
+        inner.token_counter,
+        rand::random::<u64>()
+    );
+    let ttl = inner.faults.token_ttl;
+    inner.tokens.insert(access.clone(), Instant::now() + ttl);
+    inner.stats.tokens_issued += 1;
+    axum::Json(json!({
+        "access_token": access,
+        "api_domain": sb.base_url,
+        "token_type": "Bearer",
+        "expires_in": ttl.as_secs().max(1),
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct DeleteQuery {
+    ids: Option<String>,
+    wf_trigger: Option<String>,
+}
+
+/// Undoes the in-flight bookkeeping of one call however it ends.
+struct InFlight {
+    sandbox: Sandbox,
+    ids: Vec<String>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut inner = self.sandbox.lock();
+        inner.in_flight = inner.in_flight.saturating_sub(1);
+        for id in &self.ids {
+            if let Some(n) = inner.in_flight_ids.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    inner.in_flight_ids.remove(id);
+                }
+            }
+        }
+    }
+}
+
+fn zoho_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"code": code, "details": {}, "message": message, "status": "error"})),
+    )
+        .into_response()
+}
+
+async fn delete_records(
+    State(sb): State<Sandbox>,
+    Path((_version, module)): Path<(String, String)>,
+    Query(query): Query<DeleteQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let ids: Vec<String> = query
+        .ids
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let (faults, _guard) = {
+        let mut inner = sb.lock();
+        inner.stats.calls += 1;
+        let authorized = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Zoho-oauthtoken "))
+            .and_then(|t| inner.tokens.get(t))
+            .is_some_and(|expiry| Instant::now() < *expiry);
+        if !authorized {
+            inner.stats.unauthorized += 1;
+            *inner.stats.statuses.entry(401).or_default() += 1;
+            return zoho_error(
+                StatusCode::UNAUTHORIZED,
+                "INVALID_TOKEN",
+                "invalid oauth token",
+            );
+        }
+        inner.stats.call_starts.push(Instant::now());
+        inner.stats.ids_per_call.push(ids.len());
+        inner.in_flight += 1;
+        inner.stats.peak_concurrency = inner.stats.peak_concurrency.max(inner.in_flight);
+        for id in &ids {
+            let n = inner.in_flight_ids.entry(id.clone()).or_default();
+            *n += 1;
+            if *n > 1 {
+                inner.stats.overlapping_ids += 1;
+            }
+        }
+        (
+            inner.faults.clone(),
+            InFlight {
+                sandbox: sb.clone(),
+                ids: ids.clone(),
+            },
+        )
+    };
+    if !faults.latency.is_zero() {
+        tokio::time::sleep(faults.latency).await;
+    }
+    let response = answer_delete(&sb, &faults, &module, &ids, query.wf_trigger.as_deref());
+    let mut inner = sb.lock();
+    *inner
+        .stats
+        .statuses
+        .entry(response.status().as_u16())
+        .or_default() += 1;
+    response
+}
+
+fn answer_delete(
+    sb: &Sandbox,
+    faults: &Faults,
+    module: &str,
+    ids: &[String],
+    wf_trigger: Option<&str>,
+) -> Response {
+    let roll = rand::random::<f64>();
+    if roll < faults.rate_429 {
+        let mut response = zoho_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_REQUESTS",
+            "too many requests",
+        );
+        if let Some(secs) = faults.retry_after_secs
+            && let Ok(v) = secs.to_string().parse()
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return response;
+    }
+    if rand::random::<f64>() < faults.error_5xx_rate {
+        return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response();
+    }
+    let mut inner = sb.lock();
+    if inner.denied_modules.contains(module) {
+        return zoho_error(
+            StatusCode::FORBIDDEN,
+            "NO_PERMISSION",
+            "permission denied to delete records",
+        );
+    }
+    if !faults.every_id_exists && !inner.records.contains_key(module) {
+        return zoho_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_MODULE",
+            "the module name given seems to be invalid",
+        );
+    }
+    if ids.is_empty() {
+        return zoho_error(
+            StatusCode::BAD_REQUEST,
+            "REQUIRED_PARAM_MISSING",
+            "ids is required",
+        );
+    }
+    if ids.len() > MAX_IDS_PER_CALL {
+        return zoho_error(
+            StatusCode::BAD_REQUEST,
+            "LIMIT_EXCEEDED",
+            "more than 100 ids in one call",
+        );
+    }
+    if !matches!(wf_trigger, None | Some("true") | Some("false")) {
+        return zoho_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_DATA",
+            "wf_trigger must be true or false",
+        );
+    }
+    let mut entries = Vec::with_capacity(ids.len());
+    let mut successes = 0;
+    for id in ids {
+        if let Some(n) = inner.locked.get_mut(id)
+            && *n > 0
+        {
+            *n -= 1;
+            entries.push(json!({"code": "RECORD_LOCKED", "details": {"id": id}, "message": "the record is locked", "status": "error"}));
+            continue;
+        }
+        let existed = if faults.every_id_exists {
+            inner
+                .records
+                .entry(format!("{module}#deleted"))
+                .or_default()
+                .insert(id.clone())
+        } else {
+            inner
+                .records
+                .get_mut(module)
+                .is_some_and(|set| set.remove(id))
+        };
+        if existed {
+            successes += 1;
+            entries.push(json!({"code": "SUCCESS", "details": {"id": id}, "message": "record deleted", "status": "success"}));
+        } else {
+            entries.push(json!({"code": "INVALID_DATA", "details": {"id": id}, "message": "record not deleted", "status": "error"}));
+        }
+    }
+    inner.stats.deleted += successes as u64;
+    drop(inner);
+    let roll = rand::random::<f64>();
+    if roll < faults.error_5xx_after_delete_rate {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
+    }
+    if roll < faults.error_5xx_after_delete_rate + faults.drop_after_delete_rate {
+        // Headers go out, then the body fails: the connection is cut mid-answer.
+        let body = Body::from_stream(futures_util::stream::once(async {
+            Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other(
+                "sandbox drops the connection",
+            ))
+        }));
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
+    // The status of a mixed batch is not reliably documented: 200, 207 and 400 are seen.
+    let status = if successes == ids.len() {
+        StatusCode::OK
+    } else if successes > 0 {
+        StatusCode::MULTI_STATUS
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    (status, axum::Json(json!({"data": entries}))).into_response()
+}

@@ -1,0 +1,200 @@
+//! All SQL lives here: the durable queue in SQLite, its leases, outcomes,
+//! pauses and statistics. The store knows nothing of HTTP or Zoho; the worker
+//! tells it what happened in the store's own terms.
+//!
+//! # The states of a request (`deletion_requests.state`)
+//!
+//! ```text
+//!            INSERT (SQL or `zdel enqueue`)
+//!                      │
+//!                      ▼
+//!   ┌──────────────► pending ──── `zdel cancel` ───► cancelled
+//!   │                  │                                 │
+//!   │   claim_batch (worker, BEGIN IMMEDIATE,            │
+//!   │   sets lease_token + lease_expires_at)             │
+//!   │                  ▼                                 │
+//!   ├── retry ──── running ──── record_outcomes ──► succeeded
+//!   │   (5xx, timeout,  │        (fenced by lease)
+//!   │    429, locked,   │
+//!   │    paused lane)   └──── record_outcomes ──► failed
+//!   │                                                  │
+//!   ├── reap_expired_leases (lease ran out: crash)     │
+//!   ├── release_owned (shutdown grace ran out)         │
+//!   └──────────────────── `zdel retry` ◄───────────────┴── (and cancelled)
+//! ```
+//!
+//! * `pending`: waiting; the worker claims it once `next_attempt_at` (epoch ms)
+//!   has passed and its module's lane is not paused.
+//! * `running`: claimed under a lease. Only the holder of `lease_token` may move
+//!   it on; if the holder dies, [`Store::reap_expired_leases`] moves it back.
+//! * `succeeded`, `failed`, `cancelled`: terminal, with `finished_at`. Only an
+//!   operator moves them again (`zdel retry`).
+//!
+//! A claim that ends without a recorded answer (crash, shutdown cut-off) adds
+//! one to `ambiguous_attempts`: Zoho may have deleted the records, so a later
+//! `INVALID_DATA` for that row means "already deleted", not "never existed".
+
+mod queue;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use queue::{
+    ClaimedBatch, ClaimedRow, Enqueuer, LaneKey, LeaseToken, NewRequest, Recorded, RowChange,
+    RowOutcome,
+};
+pub use report::{
+    CountRow, ErrorRow, OutcomeFilter, OutcomeRow, Pause, StatusReport, TerminalCounts,
+};
+
+/// The operations a request row can ask for (`deletion_requests.operation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Operation {
+    Delete,
+    Delink,
+    DeleteContactRole,
+    DeletePhoto,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 4] = [
+        Operation::Delete,
+        Operation::Delink,
+        Operation::DeleteContactRole,
+        Operation::DeletePhoto,
+    ];
+
+    /// The spelling in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Delete => "delete",
+            Operation::Delink => "delink",
+            Operation::DeleteContactRole => "delete_contact_role",
+            Operation::DeletePhoto => "delete_photo",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|op| op.as_str() == s)
+    }
+}
+
+/// Request states, as spelled in the database.
+pub const STATES: [&str; 5] = ["pending", "running", "succeeded", "failed", "cancelled"];
+
+/// The pause scope that stops every lane (the OAuth client or refresh token was rejected).
+pub const PAUSE_ALL: &str = "*";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file could not be opened or created.
+    #[error(
+        "could not open the database at {path}: {source}. Check that the directory exists and is writable by this user"
+    )]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// `database.url` is not a path or sqlite URL.
+    #[error("database.url {url:?} is not a SQLite path or URL: {source}")]
+    BadUrl {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Applying the embedded migrations failed.
+    #[error("could not migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// True when the statement failed on a constraint (CHECK, UNIQUE, NOT NULL).
+    pub fn is_constraint_violation(&self) -> bool {
+        match self {
+            StoreError::Sql(sqlx::Error::Database(e)) => matches!(
+                e.kind(),
+                sqlx::error::ErrorKind::CheckViolation
+                    | sqlx::error::ErrorKind::UniqueViolation
+                    | sqlx::error::ErrorKind::NotNullViolation
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// The queue's handle: a small pool of SQLite connections in WAL mode.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// Connections in the pool: one writer at a time is SQLite's rule, the rest
+/// serve reads (status) concurrently under WAL.
+const POOL_CONNECTIONS: u32 = 4;
+
+impl Store {
+    /// Open (creating if missing) the database named by `url` and apply migrations.
+    pub async fn open(url: &str, busy_timeout: Duration) -> Result<Store, StoreError> {
+        let options = connect_options(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a committed enqueue or outcome survives power loss. See README "Durability".
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(busy_timeout);
+        let path = options.get_filename().to_path_buf();
+        let pool = SqlitePoolOptions::new()
+            .max_connections(POOL_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let store = Store { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Apply any migrations not yet applied. Idempotent.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations").run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The underlying pool, for tests that act as "another process" writing SQL.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        // IMMEDIATE takes the write lock up front: a deferred transaction that
+        // reads and then writes can fail with SQLITE_BUSY despite busy_timeout.
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
+    if url.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(url).map_err(|source| StoreError::BadUrl {
+            url: url.to_string(),
+            source,
+        })
+    } else {
+        Ok(SqliteConnectOptions::new().filename(Path::new(url)))
+    }
+}

@@ -1,0 +1,229 @@
+//! OAuth refresh-token grant and the access-token cache.
+//!
+//! Zoho allows 10 access tokens per refresh token per 10 minutes and 15
+//! live ones, so the token is cached and refreshed by one task at a time:
+//! the cache sits behind an async mutex held across the refresh, and every
+//! other caller waits for that refresh instead of starting its own.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use super::ZohoError;
+
+/// A cached access token. `generation` tells tokens apart without comparing secrets.
+pub struct AccessToken {
+    pub secret: SecretString,
+    pub generation: u64,
+    /// The API host named by the token answer, e.g. `https://www.zohoapis.eu`.
+    pub api_domain: Option<String>,
+    refresh_at: Instant,
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("secret", &"[REDACTED]")
+            .field("generation", &self.generation)
+            .field("api_domain", &self.api_domain)
+            .finish()
+    }
+}
+
+pub struct TokenSource {
+    http: reqwest::Client,
+    token_url: String,
+    client_id: String,
+    client_secret: SecretString,
+    refresh_token: SecretString,
+    refresh_margin: Duration,
+    /// Held across a refresh so that only one task refreshes at a time.
+    cache: Mutex<Option<Arc<AccessToken>>>,
+    refreshes: AtomicU64,
+}
+
+/// The token endpoint's answer. Errors come back with HTTP 200 too, so the
+/// body decides: no `access_token` means failure.
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: Option<String>,
+    api_domain: Option<String>,
+    expires_in: Option<u64>,
+    /// Old form: seconds here, and `expires_in` in milliseconds.
+    expires_in_sec: Option<u64>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// Lifetime assumed when the answer names none: Zoho's documented one hour.
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// Wait after the token endpoint says "too many requests": it counts a
+/// window of minutes, so retrying sooner only extends the block.
+const TOKEN_THROTTLE_BACKOFF: Duration = Duration::from_secs(60);
+
+impl TokenSource {
+    pub fn new(
+        http: reqwest::Client,
+        accounts_url: &str,
+        client_id: String,
+        client_secret: SecretString,
+        refresh_token: SecretString,
+        refresh_margin: Duration,
+    ) -> TokenSource {
+        TokenSource {
+            http,
+            token_url: format!("{}/oauth/v2/token", accounts_url.trim_end_matches('/')),
+            client_id,
+            client_secret,
+            refresh_token,
+            refresh_margin,
+            cache: Mutex::new(None),
+            refreshes: AtomicU64::new(0),
+        }
+    }
+
+    /// How many refreshes this source has made.
+    pub fn refresh_count(&self) -> u64 {
+        self.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// A valid token: the cached one, or a fresh one if it is near expiry.
+    pub async fn token(&self) -> Result<Arc<AccessToken>, ZohoError> {
+        let mut cache = self.cache.lock().await;
+        if let Some(t) = cache.as_ref()
+            && Instant::now() < t.refresh_at
+        {
+            return Ok(t.clone());
+        }
+        let fresh = Arc::new(self.refresh().await?);
+        *cache = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Zoho answered 401 to `rejected`. Refresh, unless another task already
+    /// replaced that token, in which case use its replacement.
+    pub async fn replace_rejected(&self, rejected: u64) -> Result<Arc<AccessToken>, ZohoError> {
+        let mut cache = self.cache.lock().await;
+        if let Some(t) = cache.as_ref()
+            && t.generation != rejected
+        {
+            return Ok(t.clone());
+        }
+        *cache = None;
+        let fresh = Arc::new(self.refresh().await?);
+        *cache = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Drop the cached token and fetch a new one now (used to probe whether
+    /// rejected credentials have been fixed).
+    pub async fn force_refresh(&self) -> Result<(), ZohoError> {
+        let mut cache = self.cache.lock().await;
+        *cache = None;
+        *cache = Some(Arc::new(self.refresh().await?));
+        Ok(())
+    }
+
+    async fn refresh(&self) -> Result<AccessToken, ZohoError> {
+        let generation = self.refreshes.fetch_add(1, Ordering::Relaxed) + 1;
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.client_secret.expose_secret()),
+            ("refresh_token", self.refresh_token.expose_secret()),
+        ];
+        let response = self
+            .http
+            .post(&self.token_url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| ZohoError::Transient {
+                code: "TOKEN_ENDPOINT_UNREACHABLE".into(),
+                message: format!("could not reach the token endpoint: {}", e.without_url()),
+                http_status: None,
+                ambiguous: false,
+            })?;
+        let status = response.status();
+        if status.as_u16() == 429 {
+            return Err(ZohoError::RateLimited {
+                retry_after: Some(TOKEN_THROTTLE_BACKOFF),
+                message: "the token endpoint answered 429".into(),
+            });
+        }
+        if status.is_server_error() {
+            return Err(ZohoError::Transient {
+                code: format!("HTTP_{}", status.as_u16()),
+                message: "the token endpoint failed".into(),
+                http_status: Some(status.as_u16()),
+                ambiguous: false,
+            });
+        }
+        let body = response.bytes().await.map_err(|e| ZohoError::Transient {
+            code: "TOKEN_ENDPOINT_DROPPED".into(),
+            message: format!("the token answer was cut off: {}", e.without_url()),
+            http_status: Some(status.as_u16()),
+            ambiguous: false,
+        })?;
+        let answer: TokenAnswer =
+            serde_json::from_slice(&body).map_err(|_| ZohoError::Transient {
+                code: "TOKEN_ANSWER_UNREADABLE".into(),
+                message: format!("the token endpoint answered HTTP {status} with a body that is not a token answer"),
+                http_status: Some(status.as_u16()),
+                ambiguous: false,
+            })?;
+        match answer.access_token {
+            Some(token) if !token.is_empty() => {
+                let lifetime = match (answer.expires_in_sec, answer.expires_in) {
+                    (Some(secs), _) => Duration::from_secs(secs),
+                    (None, Some(secs)) => Duration::from_secs(secs),
+                    (None, None) => DEFAULT_TOKEN_LIFETIME,
+                };
+                let margin = self.refresh_margin.min(lifetime / 4);
+                Ok(AccessToken {
+                    secret: SecretString::from(token),
+                    generation,
+                    api_domain: answer.api_domain.filter(|d| !d.is_empty()),
+                    refresh_at: Instant::now() + lifetime.saturating_sub(margin),
+                })
+            }
+            _ => Err(classify_token_error(
+                answer
+                    .error
+                    .as_deref()
+                    .unwrap_or("no access_token in the answer"),
+                answer.error_description.as_deref(),
+            )),
+        }
+    }
+}
+
+fn classify_token_error(error: &str, description: Option<&str>) -> ZohoError {
+    let detail = description.map(|d| format!(": {d}")).unwrap_or_default();
+    match error {
+        "invalid_code" => ZohoError::CredentialsRejected {
+            code: "invalid_code".into(),
+            message: "the refresh token is revoked, expired or from another data centre; generate a new one and set zoho.refresh_token".into(),
+        },
+        "invalid_client" | "invalid_client_secret" | "unauthorized_client" => {
+            ZohoError::CredentialsRejected {
+                code: error.to_string(),
+                message: "the client id or secret is wrong, or zoho.accounts_url names another data centre; check zoho.client_id, zoho.client_secret and zoho.accounts_url".into(),
+            }
+        }
+        "Access Denied" => ZohoError::RateLimited {
+            retry_after: Some(TOKEN_THROTTLE_BACKOFF),
+            message: format!("the token endpoint is throttling this client{detail}"),
+        },
+        other => ZohoError::Transient {
+            code: "TOKEN_REFRESH_FAILED".into(),
+            message: format!("the token endpoint answered {other:?}{detail}"),
+            http_status: None,
+            ambiguous: false,
+        },
+    }
+}
