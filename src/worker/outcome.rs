@@ -52,14 +52,17 @@ pub fn plan(
     now_ms: i64,
     mut unit: impl FnMut() -> f64,
 ) -> Vec<RowOutcome> {
+    // One jitter draw per batch: rows retried together stay due together, so
+    // they are claimed again as one full batch instead of scattering.
+    let jitter = unit();
     batch
         .rows
         .iter()
         .map(|row| RowOutcome {
             id: row.id,
             change: match result {
-                Ok(answer) => per_id(row, answer, policy, now_ms, unit()),
-                Err(e) => whole_call(row, e, policy, now_ms, unit()),
+                Ok(answer) => per_id(row, answer, policy, now_ms, jitter),
+                Err(e) => whole_call(row, e, policy, now_ms, jitter),
             },
         })
         .collect()

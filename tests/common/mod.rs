@@ -1,0 +1,189 @@
+//! Shared helpers: a sandbox Zoho on 127.0.0.1, a real SQLite file in a
+//! temp dir, a config pointing at both, and waiting on conditions with a
+//! deadline (never sleeping as synchronisation).
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use zdel::config::Config;
+use zdel::sandbox::{self, Faults, Sandbox, SandboxHandle};
+use zdel::store::{NewRequest, Operation, Store};
+use zdel::worker::{self, RunMode, RunSummary, WorkerSettings};
+use zdel::zoho::ZohoClient;
+
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub db_path: PathBuf,
+    pub store: Store,
+    pub sandbox: SandboxHandle,
+    /// Extra `ZDEL__*` settings for this test, applied over [`base_env`].
+    pub env: Vec<(String, String)>,
+}
+
+/// Settings every test uses: the sandbox's credentials, generous limits,
+/// fast retries, a short poll interval.
+pub fn base_env(sandbox_url: &str, db_path: &std::path::Path) -> Vec<(String, String)> {
+    [
+        ("ZDEL__DATABASE__URL", db_path.display().to_string()),
+        ("ZDEL__ZOHO__ACCOUNTS_URL", sandbox_url.to_string()),
+        ("ZDEL__ZOHO__CLIENT_ID", sandbox::CLIENT_ID.to_string()),
+        (
+            "ZDEL__ZOHO__CLIENT_SECRET",
+            sandbox::CLIENT_SECRET.to_string(),
+        ),
+        (
+            "ZDEL__ZOHO__REFRESH_TOKEN",
+            sandbox::REFRESH_TOKEN.to_string(),
+        ),
+        ("ZDEL__ZOHO__REQUEST_TIMEOUT_MS", "5000".to_string()),
+        ("ZDEL__LIMITS__REQUESTS_PER_SECOND", "1000".to_string()),
+        ("ZDEL__LIMITS__BURST", "100".to_string()),
+        ("ZDEL__LIMITS__MAX_CONCURRENCY", "8".to_string()),
+        ("ZDEL__RETRY__MAX_ATTEMPTS", "30".to_string()),
+        ("ZDEL__RETRY__BASE_DELAY_MS", "1".to_string()),
+        ("ZDEL__RETRY__MAX_DELAY_MS", "20".to_string()),
+        ("ZDEL__WORKER__POLL_INTERVAL_MS", "50".to_string()),
+        ("ZDEL__WORKER__LEASE_MS", "10000".to_string()),
+        ("ZDEL__WORKER__SHUTDOWN_GRACE_MS", "5000".to_string()),
+        ("ZDEL__WORKER__AUTH_PROBE_INTERVAL_MS", "100".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+impl TestEnv {
+    pub async fn new(faults: Faults) -> TestEnv {
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("zdel.db");
+        let store = Store::open(db_path.to_str().unwrap(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let sandbox = Sandbox::start("127.0.0.1:0", faults).await.unwrap();
+        TestEnv {
+            dir,
+            db_path,
+            store,
+            sandbox,
+            env: Vec::new(),
+        }
+    }
+
+    pub fn sb(&self) -> &Sandbox {
+        &self.sandbox.sandbox
+    }
+
+    /// Override one setting, e.g. `set("LIMITS__MAX_CONCURRENCY", "3")`.
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.env.push((format!("ZDEL__{key}"), value.to_string()));
+    }
+
+    /// All `ZDEL__*` variables for this test, for in-process config or a child process.
+    pub fn all_env(&self) -> Vec<(String, String)> {
+        let mut env = base_env(&self.sandbox.url(), &self.db_path);
+        env.extend(self.env.iter().cloned());
+        env
+    }
+
+    pub fn config(&self) -> Config {
+        Config::load_with_env(None, self.all_env()).unwrap()
+    }
+
+    /// Make `ids` exist in the sandbox and queue them.
+    pub async fn seed_and_enqueue(&self, module: &str, ids: &[String], wf_trigger: bool) {
+        self.sb().add_records(module, ids);
+        self.enqueue(module, ids, wf_trigger).await;
+    }
+
+    pub async fn enqueue(&self, module: &str, ids: &[String], wf_trigger: bool) {
+        let mut enqueuer = self.store.begin_enqueue().await.unwrap();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        enqueuer
+            .add(Operation::Delete, module, wf_trigger, &refs)
+            .await
+            .unwrap();
+        enqueuer.commit().await.unwrap();
+    }
+
+    pub fn client(&self) -> Arc<ZohoClient> {
+        Arc::new(ZohoClient::from_config(&self.config()).unwrap())
+    }
+
+    /// Run `drain` in-process until it stops by itself (at most `limit`).
+    pub async fn drain(&self, limit: Duration) -> RunSummary {
+        let config = self.config();
+        let run = worker::run(
+            self.store.clone(),
+            self.client(),
+            WorkerSettings::from_config(&config),
+            RunMode::Drain,
+            CancellationToken::new(),
+        );
+        tokio::time::timeout(limit, run)
+            .await
+            .expect("drain did not finish in time")
+            .unwrap()
+    }
+
+    /// Start `serve` in-process; cancel the token to stop it.
+    pub fn serve(&self) -> (CancellationToken, tokio::task::JoinHandle<RunSummary>) {
+        let config = self.config();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(worker::run(
+            self.store.clone(),
+            self.client(),
+            WorkerSettings::from_config(&config),
+            RunMode::Serve,
+            shutdown.clone(),
+        ));
+        let handle = tokio::spawn(async move { handle.await.unwrap().unwrap() });
+        (shutdown, handle)
+    }
+
+    /// (record_id, state, outcome_code, attempts) of every row of `module`, by id.
+    pub async fn rows(&self, module: &str) -> Vec<(String, String, Option<String>, i64)> {
+        sqlx::query_as(
+            "SELECT record_id, state, outcome_code, attempts FROM deletion_requests
+             WHERE module = ?1 ORDER BY id",
+        )
+        .bind(module)
+        .fetch_all(self.store.pool())
+        .await
+        .unwrap()
+    }
+
+    pub async fn count_in_state(&self, state: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM deletion_requests WHERE state = ?1")
+            .bind(state)
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap()
+    }
+}
+
+/// `n` distinct 19-digit record IDs starting at `start`.
+pub fn ids(start: u64, n: u64) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("{}", 3_652_397_000_000_000_000u64 + start + i))
+        .collect()
+}
+
+/// Poll `check` until it returns true, failing the test after `limit`.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
