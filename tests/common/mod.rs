@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use zdel::config::Config;
 use zdel::sandbox::{self, Faults, Sandbox, SandboxHandle};
-use zdel::store::{NewRequest, Operation, Store};
+use zdel::store::{Operation, Store};
 use zdel::worker::{self, RunMode, RunSummary, WorkerSettings};
 use zdel::zoho::ZohoClient;
 
