@@ -1,0 +1,351 @@
+//! The `zdel` command line, run as a user would: enqueue from every source,
+//! bad input refused with exit status 2 and nothing queued, status,
+//! outcomes, retry, cancel, resume.
+
+mod common;
+
+use std::io::Write;
+use std::process::Output;
+
+use common::{TestEnv, ids};
+use zdel::sandbox::Faults;
+
+fn zdel(env: &TestEnv, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_zdel"));
+    cmd.args(args)
+        .env_remove("ZDEL_CONFIG")
+        .env_remove("RUST_LOG")
+        .envs(env.all_env())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(bytes) = stdin {
+        input.write_all(bytes).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+async fn queued(env: &TestEnv) -> Vec<(String, String, i64)> {
+    sqlx::query_as("SELECT module, record_id, wf_trigger FROM deletion_requests ORDER BY id")
+        .fetch_all(env.store.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_reads_ids_files_and_stdin_with_bom_crlf_and_duplicates() {
+    let env = TestEnv::new(Faults::default()).await;
+    let out = zdel(
+        &env,
+        &["enqueue", "--module", "Leads", "--ids", "1,2,3"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("queued 3 of 3"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let file = env.dir.path().join("ids.txt");
+    std::fs::write(
+        &file,
+        b"\xEF\xBB\xBF10\r\n11\r\n\r\n# a comment\r\n10\r\n3\r\n12",
+    )
+    .unwrap();
+    let out = zdel(
+        &env,
+        &[
+            "enqueue",
+            "--module",
+            "Leads",
+            "--file",
+            file.to_str().unwrap(),
+            "--no-workflow",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // 10 repeats within the file; 3 is already pending (with the workflow flag, but the same target).
+    assert!(
+        text(&out.stdout).contains("queued 3 of 5"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stdout).contains("2 skipped"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = zdel(
+        &env,
+        &["enqueue", "--module", "Contacts", "--file", "-"],
+        Some(b"7\n8\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let rows = queued(&env).await;
+    let got: Vec<(&str, &str, i64)> = rows
+        .iter()
+        .map(|(m, r, w)| (m.as_str(), r.as_str(), *w))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("Leads", "1", 1),
+            ("Leads", "2", 1),
+            ("Leads", "3", 1),
+            ("Leads", "10", 0),
+            ("Leads", "11", 0),
+            ("Leads", "12", 0),
+            ("Contacts", "7", 1),
+            ("Contacts", "8", 1),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_exits_2_names_the_problem_and_queues_nothing() {
+    let env = TestEnv::new(Faults::default()).await;
+    let dir = env.dir.path();
+    let file = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let non_digit = file("a.txt", b"1\n2\n12a4\n");
+    let too_long = file("b.txt", b"1\n12345678901234567890\n");
+    let empty = file("c.txt", b"\n\n");
+    let not_utf8 = file("d.txt", b"1\n\xff\xfe\n");
+    let missing = dir.join("nope.txt").to_str().unwrap().to_string();
+    let directory = dir.to_str().unwrap().to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["enqueue", "--module", "Leads", "--file", &non_digit],
+            "line 3: \"12a4\"",
+        ),
+        (
+            vec!["enqueue", "--module", "Leads", "--file", &too_long],
+            "line 2",
+        ),
+        (
+            vec!["enqueue", "--module", "Leads", "--file", &empty],
+            "no record IDs",
+        ),
+        (
+            vec!["enqueue", "--module", "Leads", "--file", &not_utf8],
+            "line 2 is not valid UTF-8",
+        ),
+        (
+            vec!["enqueue", "--module", "Leads", "--file", &missing],
+            "nope.txt",
+        ),
+        (
+            vec!["enqueue", "--module", "Leads", "--file", &directory],
+            "is a directory",
+        ),
+        (
+            vec!["enqueue", "--module", "../Leads", "--ids", "1"],
+            "not a Zoho module API name",
+        ),
+        (
+            vec!["enqueue", "--module", "Leads/1", "--ids", "1"],
+            "not a Zoho module API name",
+        ),
+        (
+            vec!["enqueue", "--module", "Le ads", "--ids", "1"],
+            "not a Zoho module API name",
+        ),
+        (
+            vec!["enqueue", "--module", "Lëads", "--ids", "1"],
+            "not a Zoho module API name",
+        ),
+        (
+            vec![
+                "enqueue",
+                "--module",
+                "Leads",
+                "--ids",
+                "1",
+                "--operation",
+                "nuke",
+            ],
+            "nuke",
+        ),
+        (
+            vec!["enqueue", "--module", "Leads", "--ids", "1,x"],
+            "\"x\" is not a record ID",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = zdel(&env, &args, None);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert!(
+        queued(&env).await.is_empty(),
+        "a refused command queued something"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_without_credentials_names_the_key_and_never_prints_secrets() {
+    let env = TestEnv::new(Faults::default()).await;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_zdel"));
+    let out = cmd
+        .arg("drain")
+        .env_remove("ZDEL_CONFIG")
+        .envs(env.all_env())
+        .env("ZDEL__ZOHO__REFRESH_TOKEN", "")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("zoho.refresh_token"), "{err}");
+    assert!(!err.contains(zdel::sandbox::CLIENT_SECRET), "{err}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zdel"))
+        .arg("status")
+        .env_remove("ZDEL_CONFIG")
+        .envs(env.all_env())
+        .env("ZDEL__LIMITS__MAX_CONCURRENCY", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("limits.max_concurrency"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_status_outcomes_retry_cancel_and_resume() {
+    let env = TestEnv::new(Faults::default()).await;
+    let all = ids(0, 5);
+    env.sb().add_records("Leads", &all[..3]);
+    let list = all.join(",");
+    assert!(
+        zdel(
+            &env,
+            &["enqueue", "--module", "Leads", "--ids", &list],
+            None
+        )
+        .status
+        .success()
+    );
+    assert!(
+        zdel(&env, &["enqueue", "--module", "Deals", "--ids", "99"], None)
+            .status
+            .success()
+    );
+    assert!(
+        zdel(&env, &["cancel", "--module", "Deals"], None)
+            .status
+            .code()
+            == Some(2),
+        "cancel needs --yes off a terminal"
+    );
+    let out = zdel(&env, &["cancel", "--module", "Deals", "--yes"], None);
+    assert!(
+        text(&out.stdout).contains("cancelled 1"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = zdel(&env, &["drain"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = zdel(&env, &["status", "--json"], None);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let count = |state: &str, module: &str| {
+        status["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["state"] == state && c["module"] == module)
+            .map(|c| c["count"].as_i64().unwrap())
+            .sum::<i64>()
+    };
+    assert_eq!(
+        (
+            count("succeeded", "Leads"),
+            count("failed", "Leads"),
+            count("cancelled", "Deals")
+        ),
+        (3, 2, 1)
+    );
+    let out = zdel(&env, &["status"], None);
+    assert!(
+        text(&out.stdout).contains("INVALID_DATA"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = zdel(&env, &["outcomes", "--state", "failed"], None);
+    let csv = text(&out.stdout);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "id,operation,module,record_id,state,code,message,http_status,attempts,finished_at"
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(
+        lines[1].contains(&all[3]) && lines[1].contains("INVALID_DATA"),
+        "{csv}"
+    );
+    let out = zdel(&env, &["outcomes", "--format", "json"], None);
+    let rows: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 6);
+    assert_eq!(rows[0]["state"], "succeeded");
+    assert_eq!(rows[0]["code"], "SUCCESS");
+
+    // The two missing records now exist: retrying the failed rows deletes them.
+    env.sb().add_records("Leads", &all[3..]);
+    let out = zdel(&env, &["retry", "--yes"], None);
+    assert!(
+        text(&out.stdout).contains("requeued 2"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(zdel(&env, &["drain"], None).status.success());
+    assert_eq!(env.count_in_state("succeeded").await, 5);
+
+    env.store
+        .pause("Leads", "NO_PERMISSION", "test", 0)
+        .await
+        .unwrap();
+    let out = zdel(&env, &["status"], None);
+    assert!(
+        text(&out.stdout).contains("Leads: NO_PERMISSION"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = zdel(&env, &["resume", "--module", "Leads"], None);
+    assert!(
+        text(&out.stdout).contains("resumed Leads"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(env.store.pauses().await.unwrap().is_empty());
+}
