@@ -32,7 +32,23 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub retry: RetryConfig,
     pub worker: WorkerConfig,
+    pub mass_delete: MassDeleteConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MassDeleteConfig {
+    pub poll_interval_ms: u64,
+    pub max_poll_interval_ms: u64,
+}
+
+/// `zoho.delete_strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteStrategy {
+    Delete,
+    MassDelete,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +64,7 @@ pub struct ZohoConfig {
     pub accounts_url: String,
     pub api_domain: String,
     pub api_version: String,
+    pub delete_strategy: DeleteStrategy,
     pub client_id: String,
     pub client_secret: SecretString,
     pub refresh_token: SecretString,
@@ -63,6 +80,7 @@ impl std::fmt::Debug for ZohoConfig {
             .field("accounts_url", &self.accounts_url)
             .field("api_domain", &self.api_domain)
             .field("api_version", &self.api_version)
+            .field("delete_strategy", &self.delete_strategy)
             .field("client_id", &self.client_id)
             .field("client_secret", &"[REDACTED]")
             .field("refresh_token", &"[REDACTED]")
@@ -115,6 +133,8 @@ pub enum LogFormat {
 
 /// Zoho's hard limit of IDs in one DELETE call.
 pub const MAX_IDS_PER_DELETE: u32 = 100;
+/// Zoho's hard limit of IDs in one mass delete by IDs.
+pub const MAX_IDS_PER_MASS_DELETE: u32 = 500;
 
 impl Config {
     /// Load defaults, then `file` (if any), then `ZDEL__*` variables from the
@@ -219,6 +239,18 @@ impl Config {
                 "worker.batch_size",
                 format!("must be between 1 and {MAX_IDS_PER_DELETE} (Zoho's limit per call)"),
             ));
+        }
+        if self.mass_delete.poll_interval_ms == 0 {
+            return Err(invalid("mass_delete.poll_interval_ms", "must be above 0"));
+        }
+        if self.mass_delete.max_poll_interval_ms < self.mass_delete.poll_interval_ms {
+            return Err(invalid(
+                "mass_delete.max_poll_interval_ms",
+                "must not be below mass_delete.poll_interval_ms",
+            ));
+        }
+        if self.limits.burst == 0 {
+            return Err(invalid("limits.burst", "must be at least 1"));
         }
         if self.worker.poll_interval_ms == 0 {
             return Err(invalid("worker.poll_interval_ms", "must be above 0"));

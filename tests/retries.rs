@@ -113,9 +113,18 @@ async fn a_429_costs_no_attempt_and_honours_retry_after() {
     .await;
     env.seed_and_enqueue("Leads", &ids(0, 100), true).await;
     let (shutdown, handle) = env.serve();
-    common::wait_until(Duration::from_secs(10), "a 429", || async {
-        env.sb().stats().statuses.get(&429).copied().unwrap_or(0) >= 1
-    })
+    common::wait_until(
+        Duration::from_secs(10),
+        "the 429 recorded on the row",
+        || async {
+            let code: Option<String> =
+                sqlx::query_scalar("SELECT outcome_code FROM deletion_requests LIMIT 1")
+                    .fetch_one(env.store.pool())
+                    .await
+                    .unwrap();
+            code.as_deref() == Some("TOO_MANY_REQUESTS")
+        },
+    )
     .await;
     // The row waits out Retry-After with no attempt counted.
     let (state, attempts, next_at, code): (String, i64, i64, Option<String>) = sqlx::query_as(

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::sandbox::{self, Faults, Sandbox};
-use crate::store::{Operation, Store};
+use crate::store::{RequestTemplate, Store};
 use crate::worker::{self, RunMode, WorkerSettings};
 use crate::zoho::ZohoClient;
 
@@ -90,7 +90,7 @@ pub async fn run(base: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         );
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         total += enqueuer
-            .add(Operation::Delete, module, *module != "Deals", &refs)
+            .add(&RequestTemplate::delete(module, *module != "Deals"), &refs)
             .await?;
     }
     enqueuer.commit().await?;

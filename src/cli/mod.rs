@@ -8,6 +8,8 @@
 mod cancel;
 mod demo;
 mod enqueue;
+mod jobs;
+mod mass_delete;
 mod migrate;
 mod outcomes;
 mod resume;
@@ -61,6 +63,10 @@ pub enum Command {
     Cancel(cancel::Opts),
     /// Restart a lane paused by a permission error.
     Resume(resume::Opts),
+    /// Delete every record of a custom view, as a Zoho mass-delete job.
+    MassDelete(mass_delete::Opts),
+    /// Mass-delete jobs: state, counts, polls; reschedule or cancel one.
+    Jobs(jobs::Opts),
 }
 
 /// Bad input or configuration: exit status 2, nothing changed.
@@ -111,6 +117,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Retry(opts) => retry::run(config, opts).await,
         Command::Cancel(opts) => cancel::run(config, opts).await,
         Command::Resume(opts) => resume::run(config, opts).await,
+        Command::MassDelete(opts) => mass_delete::run(config, opts).await,
+        Command::Jobs(opts) => jobs::run(config, opts).await,
     }
 }
 

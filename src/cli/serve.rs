@@ -35,6 +35,12 @@ pub async fn run(config: Config, mode: RunMode) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::from(super::EXIT_WORK_LEFT))
         }
+        StopReason::DrainedExceptUncertainJobs { jobs } => {
+            eprintln!(
+                "zdel: drained, but {jobs} mass-delete job(s) are uncertain and need an operator: see `zdel jobs`"
+            );
+            Ok(ExitCode::from(super::EXIT_WORK_LEFT))
+        }
         StopReason::CredentialsRejected { message } => {
             eprintln!("zdel: nothing can run: {message}");
             Ok(ExitCode::from(super::EXIT_WORK_LEFT))

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Form, Path, Query, State};
@@ -51,6 +52,8 @@ pub struct Faults {
     pub token_ttl: Duration,
     /// Every ID exists until deleted once (benchmarks with millions of IDs).
     pub every_id_exists: bool,
+    /// Records a mass-delete job deletes per status poll.
+    pub job_records_per_poll: usize,
 }
 
 impl Default for Faults {
@@ -64,6 +67,7 @@ impl Default for Faults {
             retry_after_secs: None,
             token_ttl: Duration::from_secs(3600),
             every_id_exists: false,
+            job_records_per_poll: 100,
         }
     }
 }
@@ -87,6 +91,11 @@ pub struct SandboxStats {
     pub overlapping_ids: u64,
     /// IDs deleted (answered SUCCESS or deleted before a fault).
     pub deleted: u64,
+    /// Calls by endpoint: `delete`, `delink`, `contact_roles`, `photo`,
+    /// `mass_delete_ids`, `mass_delete_view`, `mass_delete_status`.
+    pub calls_by_endpoint: HashMap<String, u64>,
+    /// Mass-delete jobs scheduled (accepted POSTs with a cvid).
+    pub jobs_scheduled: u64,
     call_starts: Vec<Instant>,
 }
 
@@ -119,6 +128,27 @@ struct Inner {
     in_flight_ids: HashMap<String, u32>,
     stats: SandboxStats,
     token_counter: u64,
+    /// (module, parent record, related list) → related record IDs.
+    relations: HashMap<(String, String, String), HashSet<String>>,
+    contact_roles: HashSet<String>,
+    /// (module, record) pairs that have a photo.
+    photos: HashSet<(String, String)>,
+    /// (module, cvid) → the records the view lists.
+    views: HashMap<(String, String), Vec<String>>,
+    jobs: HashMap<String, Job>,
+    job_counter: u64,
+}
+
+/// A mass-delete job over a custom view: it deletes `per_poll` records each
+/// time its status is asked, so the view empties over several polls.
+#[derive(Debug, Clone)]
+struct Job {
+    module: String,
+    remaining: Vec<String>,
+    total: i64,
+    deleted: i64,
+    failed: i64,
+    status: &'static str,
 }
 
 /// Shared state of a running sandbox; tests hold one to seed and inspect it.
@@ -166,6 +196,16 @@ impl Sandbox {
         let app = Router::new()
             .route("/oauth/v2/token", post(token))
             .route("/crm/{version}/{module}", delete(delete_records))
+            .route(
+                "/crm/{version}/{module}/{sub}",
+                delete(delete_contact_roles),
+            )
+            .route(
+                "/crm/{version}/{module}/{a}/{b}",
+                delete(delete_nested)
+                    .post(post_mass_delete)
+                    .get(get_mass_delete_status),
+            )
             .with_state(sandbox.clone());
         let stop = CancellationToken::new();
         let stopped = stop.clone();
@@ -235,6 +275,81 @@ impl Sandbox {
         self.lock().locked.insert(id.to_string(), times);
     }
 
+    /// Make these related records linked to `record` through `related_list`.
+    pub fn add_relations<S: AsRef<str>>(
+        &self,
+        module: &str,
+        record: &str,
+        related_list: &str,
+        ids: impl IntoIterator<Item = S>,
+    ) {
+        let mut inner = self.lock();
+        let key = (
+            module.to_string(),
+            record.to_string(),
+            related_list.to_string(),
+        );
+        let set = inner.relations.entry(key).or_default();
+        set.extend(ids.into_iter().map(|s| s.as_ref().to_string()));
+    }
+
+    /// How many records are still linked to `record` through `related_list`.
+    pub fn relations_left(&self, module: &str, record: &str, related_list: &str) -> usize {
+        let key = (
+            module.to_string(),
+            record.to_string(),
+            related_list.to_string(),
+        );
+        self.lock().relations.get(&key).map_or(0, |s| s.len())
+    }
+
+    pub fn add_contact_roles<S: AsRef<str>>(&self, ids: impl IntoIterator<Item = S>) {
+        let mut inner = self.lock();
+        inner
+            .contact_roles
+            .extend(ids.into_iter().map(|s| s.as_ref().to_string()));
+    }
+
+    pub fn contact_roles_left(&self) -> usize {
+        self.lock().contact_roles.len()
+    }
+
+    /// Give these records of `module` a photo.
+    pub fn add_photos<S: AsRef<str>>(&self, module: &str, ids: impl IntoIterator<Item = S>) {
+        let mut inner = self.lock();
+        for id in ids {
+            inner
+                .photos
+                .insert((module.to_string(), id.as_ref().to_string()));
+        }
+    }
+
+    pub fn has_photo(&self, module: &str, id: &str) -> bool {
+        self.lock()
+            .photos
+            .contains(&(module.to_string(), id.to_string()))
+    }
+
+    /// A custom view `cvid` of `module` listing these records (which are also
+    /// added to the module).
+    pub fn add_view<S: AsRef<str>>(
+        &self,
+        module: &str,
+        cvid: &str,
+        ids: impl IntoIterator<Item = S>,
+    ) {
+        let ids: Vec<String> = ids.into_iter().map(|s| s.as_ref().to_string()).collect();
+        let mut inner = self.lock();
+        inner
+            .records
+            .entry(module.to_string())
+            .or_default()
+            .extend(ids.iter().cloned());
+        inner
+            .views
+            .insert((module.to_string(), cvid.to_string()), ids);
+    }
+
     /// Forget every issued access token: the next calls get 401 INVALID_TOKEN.
     pub fn expire_all_tokens(&self) {
         self.lock().tokens.clear();
@@ -287,9 +402,18 @@ async fn token(State(sb): State<Sandbox>, Form(form): Form<TokenForm>) -> Respon
 }
 
 #[derive(Deserialize)]
-struct DeleteQuery {
+struct IdsQuery {
     ids: Option<String>,
     wf_trigger: Option<String>,
+    job_id: Option<String>,
+}
+
+fn split_ids(ids: Option<&str>) -> Vec<String> {
+    ids.unwrap_or("")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Undoes the in-flight bookkeeping of one call however it ends.
@@ -316,28 +440,43 @@ impl Drop for InFlight {
 fn zoho_error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
-        axum::Json(json!({"code": code, "details": {}, "message": message, "status": "error"})),
+        Json(json!({"code": code, "details": {}, "message": message, "status": "error"})),
     )
         .into_response()
 }
 
-async fn delete_records(
-    State(sb): State<Sandbox>,
-    Path((_version, module)): Path<(String, String)>,
-    Query(query): Query<DeleteQuery>,
-    headers: HeaderMap,
+/// What an endpoint did: its answer, and whether it changed anything (only
+/// then can the "fail after acting" faults fire).
+struct Acted {
+    response: Response,
+    mutated: bool,
+}
+
+fn answered(response: Response) -> Acted {
+    Acted {
+        response,
+        mutated: false,
+    }
+}
+
+/// Everything every API call shares: the token check, counting, in-flight
+/// and overlap bookkeeping, latency, and the injected faults around `act`.
+async fn gated(
+    sb: &Sandbox,
+    headers: &HeaderMap,
+    endpoint: &str,
+    module: &str,
+    ids: &[String],
+    act: impl FnOnce(&mut Inner, &Faults) -> Acted,
 ) -> Response {
-    let ids: Vec<String> = query
-        .ids
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
     let (faults, _guard) = {
         let mut inner = sb.lock();
         inner.stats.calls += 1;
+        *inner
+            .stats
+            .calls_by_endpoint
+            .entry(endpoint.to_string())
+            .or_default() += 1;
         let authorized = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -357,7 +496,7 @@ async fn delete_records(
         inner.stats.ids_per_call.push(ids.len());
         inner.in_flight += 1;
         inner.stats.peak_concurrency = inner.stats.peak_concurrency.max(inner.in_flight);
-        for id in &ids {
+        for id in ids {
             let n = inner.in_flight_ids.entry(id.clone()).or_default();
             *n += 1;
             if *n > 1 {
@@ -368,14 +507,14 @@ async fn delete_records(
             inner.faults.clone(),
             InFlight {
                 sandbox: sb.clone(),
-                ids: ids.clone(),
+                ids: ids.to_vec(),
             },
         )
     };
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;
     }
-    let response = answer_delete(&sb, &faults, &module, &ids, query.wf_trigger.as_deref());
+    let response = faulty(sb, &faults, module, act);
     let mut inner = sb.lock();
     *inner
         .stats
@@ -385,15 +524,13 @@ async fn delete_records(
     response
 }
 
-fn answer_delete(
+fn faulty(
     sb: &Sandbox,
     faults: &Faults,
     module: &str,
-    ids: &[String],
-    wf_trigger: Option<&str>,
+    act: impl FnOnce(&mut Inner, &Faults) -> Acted,
 ) -> Response {
-    let roll = rand::random::<f64>();
-    if roll < faults.rate_429 {
+    if rand::random::<f64>() < faults.rate_429 {
         let mut response = zoho_error(
             StatusCode::TOO_MANY_REQUESTS,
             "TOO_MANY_REQUESTS",
@@ -409,73 +546,32 @@ fn answer_delete(
     if rand::random::<f64>() < faults.error_5xx_rate {
         return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response();
     }
-    let mut inner = sb.lock();
-    if inner.denied_modules.contains(module) {
-        return zoho_error(
-            StatusCode::FORBIDDEN,
-            "NO_PERMISSION",
-            "permission denied to delete records",
-        );
-    }
-    if !faults.every_id_exists && !inner.records.contains_key(module) {
-        return zoho_error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_MODULE",
-            "the module name given seems to be invalid",
-        );
-    }
-    if ids.is_empty() {
-        return zoho_error(
-            StatusCode::BAD_REQUEST,
-            "REQUIRED_PARAM_MISSING",
-            "ids is required",
-        );
-    }
-    if ids.len() > MAX_IDS_PER_CALL {
-        return zoho_error(
-            StatusCode::BAD_REQUEST,
-            "LIMIT_EXCEEDED",
-            "more than 100 ids in one call",
-        );
-    }
-    if !matches!(wf_trigger, None | Some("true") | Some("false")) {
-        return zoho_error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_DATA",
-            "wf_trigger must be true or false",
-        );
-    }
-    let mut entries = Vec::with_capacity(ids.len());
-    let mut successes = 0;
-    for id in ids {
-        if let Some(n) = inner.locked.get_mut(id)
-            && *n > 0
+    let acted = {
+        let mut inner = sb.lock();
+        if inner.denied_modules.contains(module) {
+            return zoho_error(
+                StatusCode::FORBIDDEN,
+                "NO_PERMISSION",
+                "permission denied to delete records",
+            );
+        }
+        if !faults.every_id_exists
+            && !inner.records.contains_key(module)
+            && !inner.relations.keys().any(|(m, _, _)| m == module)
+            && !inner.photos.iter().any(|(m, _)| m == module)
+            && module != "Contacts"
         {
-            *n -= 1;
-            entries.push(json!({"code": "RECORD_LOCKED", "details": {"id": id}, "message": "the record is locked", "status": "error"}));
-            continue;
+            return zoho_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_MODULE",
+                "the module name given seems to be invalid",
+            );
         }
-        let existed = if faults.every_id_exists {
-            inner
-                .records
-                .entry(format!("{module}#deleted"))
-                .or_default()
-                .insert(id.clone())
-        } else {
-            inner
-                .records
-                .get_mut(module)
-                .is_some_and(|set| set.remove(id))
-        };
-        if existed {
-            successes += 1;
-            entries.push(json!({"code": "SUCCESS", "details": {"id": id}, "message": "record deleted", "status": "success"}));
-        } else {
-            entries.push(json!({"code": "INVALID_DATA", "details": {"id": id}, "message": "record not deleted", "status": "error"}));
-        }
+        act(&mut inner, faults)
+    };
+    if !acted.mutated {
+        return acted.response;
     }
-    inner.stats.deleted += successes as u64;
-    drop(inner);
     let roll = rand::random::<f64>();
     if roll < faults.error_5xx_after_delete_rate {
         return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
@@ -493,6 +589,50 @@ fn answer_delete(
             .body(body)
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
     }
+    acted.response
+}
+
+/// Per-ID answers for a batch; `remove` deletes one ID and says whether it existed.
+fn per_id_answer(
+    inner: &mut Inner,
+    ids: &[String],
+    max: usize,
+    key: &str,
+    success_message: &str,
+    mut remove: impl FnMut(&mut Inner, &str) -> bool,
+) -> Acted {
+    if ids.is_empty() {
+        return answered(zoho_error(
+            StatusCode::BAD_REQUEST,
+            "REQUIRED_PARAM_MISSING",
+            "ids is required",
+        ));
+    }
+    if ids.len() > max {
+        return answered(zoho_error(
+            StatusCode::BAD_REQUEST,
+            "LIMIT_EXCEEDED",
+            &format!("more than {max} ids in one call"),
+        ));
+    }
+    let mut entries = Vec::with_capacity(ids.len());
+    let mut successes = 0;
+    for id in ids {
+        if let Some(n) = inner.locked.get_mut(id)
+            && *n > 0
+        {
+            *n -= 1;
+            entries.push(json!({"code": "RECORD_LOCKED", "details": {"id": id}, "message": "the record is locked", "status": "error"}));
+            continue;
+        }
+        if remove(inner, id) {
+            successes += 1;
+            entries.push(json!({"code": "SUCCESS", "details": {"id": id}, "message": success_message, "status": "success"}));
+        } else {
+            entries.push(json!({"code": "INVALID_DATA", "details": {"id": id}, "message": "the id given seems to be invalid", "status": "error"}));
+        }
+    }
+    inner.stats.deleted += successes as u64;
     // The status of a mixed batch is not reliably documented: 200, 207 and 400 are seen.
     let status = if successes == ids.len() {
         StatusCode::OK
@@ -501,5 +641,256 @@ fn answer_delete(
     } else {
         StatusCode::BAD_REQUEST
     };
-    (status, axum::Json(json!({"data": entries}))).into_response()
+    Acted {
+        response: (status, Json(json!({ key: entries }))).into_response(),
+        mutated: successes > 0,
+    }
+}
+
+/// Delete a record of `module` (every ID exists once, in benchmark mode).
+fn remove_record(inner: &mut Inner, every_id_exists: bool, module: &str, id: &str) -> bool {
+    if every_id_exists {
+        inner
+            .records
+            .entry(format!("{module}#deleted"))
+            .or_default()
+            .insert(id.to_string())
+    } else {
+        inner
+            .records
+            .get_mut(module)
+            .is_some_and(|set| set.remove(id))
+    }
+}
+
+async fn delete_records(
+    State(sb): State<Sandbox>,
+    Path((_version, module)): Path<(String, String)>,
+    Query(query): Query<IdsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let ids = split_ids(query.ids.as_deref());
+    let wf_ok = matches!(
+        query.wf_trigger.as_deref(),
+        None | Some("true") | Some("false")
+    );
+    gated(&sb, &headers, "delete", &module, &ids, |inner, faults| {
+        if !wf_ok {
+            return answered(zoho_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_DATA",
+                "wf_trigger must be true or false",
+            ));
+        }
+        let every = faults.every_id_exists;
+        per_id_answer(
+            inner,
+            &ids,
+            MAX_IDS_PER_CALL,
+            "data",
+            "record deleted",
+            |inner, id| remove_record(inner, every, &module, id),
+        )
+    })
+    .await
+}
+
+/// `DELETE /Contacts/roles?ids=…`
+async fn delete_contact_roles(
+    State(sb): State<Sandbox>,
+    Path((_version, module, sub)): Path<(String, String, String)>,
+    Query(query): Query<IdsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if module != "Contacts" || sub != "roles" {
+        return zoho_error(
+            StatusCode::NOT_FOUND,
+            "INVALID_URL_PATTERN",
+            "the url is invalid",
+        );
+    }
+    let ids = split_ids(query.ids.as_deref());
+    gated(&sb, &headers, "contact_roles", &module, &ids, |inner, _| {
+        per_id_answer(
+            inner,
+            &ids,
+            MAX_IDS_PER_CALL,
+            "contact_roles",
+            "contact role deleted",
+            |inner, id| inner.contact_roles.remove(id),
+        )
+    })
+    .await
+}
+
+/// `DELETE /{module}/{record}/photo` or `DELETE /{module}/{record}/{related_list}?ids=…`
+async fn delete_nested(
+    State(sb): State<Sandbox>,
+    Path((_version, module, record, list)): Path<(String, String, String, String)>,
+    Query(query): Query<IdsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if list == "photo" {
+        let ids = vec![record.clone()];
+        return gated(&sb, &headers, "photo", &module, &ids, |inner, _| {
+            if inner.photos.remove(&(module.clone(), record.clone())) {
+                inner.stats.deleted += 1;
+                Acted {
+                    response: Json(json!({"code": "SUCCESS", "details": {}, "message": "Photo deleted", "status": "success"})).into_response(),
+                    mutated: true,
+                }
+            } else {
+                answered(zoho_error(StatusCode::BAD_REQUEST, "INVALID_DATA", "No such photo exists"))
+            }
+        })
+        .await;
+    }
+    let ids = split_ids(query.ids.as_deref());
+    gated(&sb, &headers, "delink", &module, &ids, |inner, _| {
+        let key = (module.clone(), record.clone(), list.clone());
+        per_id_answer(
+            inner,
+            &ids,
+            MAX_IDS_PER_CALL,
+            "data",
+            "relation removed",
+            |inner, id| inner.relations.get_mut(&key).is_some_and(|s| s.remove(id)),
+        )
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct MassDeleteBody {
+    ids: Option<Vec<String>>,
+    cvid: Option<String>,
+    territory: Option<serde_json::Value>,
+}
+
+/// `POST /{module}/actions/mass_delete` with `ids` (≤ 500) or a `cvid`.
+async fn post_mass_delete(
+    State(sb): State<Sandbox>,
+    Path((_version, module, a, b)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+    body: Option<Json<MassDeleteBody>>,
+) -> Response {
+    if a != "actions" || b != "mass_delete" {
+        return zoho_error(
+            StatusCode::NOT_FOUND,
+            "INVALID_URL_PATTERN",
+            "the url is invalid",
+        );
+    }
+    let Some(Json(body)) = body else {
+        return zoho_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_DATA",
+            "body is not valid JSON",
+        );
+    };
+    if let Some(ids) = body.ids {
+        return gated(
+            &sb,
+            &headers,
+            "mass_delete_ids",
+            &module,
+            &ids,
+            |inner, faults| {
+                let every = faults.every_id_exists;
+                per_id_answer(
+                    inner,
+                    &ids,
+                    500,
+                    "data",
+                    "record is deleted",
+                    |inner, id| remove_record(inner, every, &module, id),
+                )
+            },
+        )
+        .await;
+    }
+    let Some(cvid) = body.cvid else {
+        return zoho_error(
+            StatusCode::BAD_REQUEST,
+            "MANDATORY_NOT_FOUND",
+            "either cvid or ids is required",
+        );
+    };
+    let _territory = body.territory;
+    gated(&sb, &headers, "mass_delete_view", &module, &[], |inner, _| {
+        if inner.jobs.values().any(|j| j.module == module && j.status != "COMPLETED") {
+            return answered((StatusCode::BAD_REQUEST, Json(json!({"data": [{"code": "ALREADY_SCHEDULED", "details": {}, "message": "a mass delete job is already running", "status": "error"}]}))).into_response());
+        }
+        let Some(view) = inner.views.get(&(module.clone(), cvid.clone())).cloned() else {
+            return answered(zoho_error(StatusCode::BAD_REQUEST, "INVALID_DATA", "the cvid given seems to be invalid"));
+        };
+        let remaining: Vec<String> = {
+            let records = inner.records.get(&module);
+            view.into_iter().filter(|id| records.is_some_and(|r| r.contains(id))).collect()
+        };
+        if remaining.is_empty() {
+            return answered((StatusCode::BAD_REQUEST, Json(json!({"data": [{"code": "NO_RECORDS_FOUND", "details": {}, "message": "no records found in the view", "status": "error"}]}))).into_response());
+        }
+        inner.job_counter += 1;
+        let job_id = format!("36523970{:011}", inner.job_counter);
+        inner.stats.jobs_scheduled += 1;
+        inner.jobs.insert(job_id.clone(), Job {
+            module: module.clone(),
+            total: remaining.len() as i64,
+            remaining,
+            deleted: 0,
+            failed: 0,
+            status: "SCHEDULED",
+        });
+        Acted {
+            response: Json(json!({"data": [{"code": "SUCCESS", "details": {"job_id": job_id}, "message": "mass delete scheduled successfully", "status": "success"}]})).into_response(),
+            mutated: true,
+        }
+    })
+    .await
+}
+
+/// `GET /{module}/actions/mass_delete?job_id=…`: each poll advances the job.
+async fn get_mass_delete_status(
+    State(sb): State<Sandbox>,
+    Path((_version, module, a, b)): Path<(String, String, String, String)>,
+    Query(query): Query<IdsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if a != "actions" || b != "mass_delete" {
+        return zoho_error(
+            StatusCode::NOT_FOUND,
+            "INVALID_URL_PATTERN",
+            "the url is invalid",
+        );
+    }
+    let job_id = query.job_id.unwrap_or_default();
+    gated(&sb, &headers, "mass_delete_status", &module, &[], |inner, faults| {
+        let Some(mut job) = inner.jobs.get(&job_id).cloned() else {
+            return answered(zoho_error(StatusCode::BAD_REQUEST, "INVALID_DATA", "the job_id given seems to be invalid"));
+        };
+        match job.status {
+            "SCHEDULED" => job.status = "RUNNING",
+            "RUNNING" => {
+                let n = faults.job_records_per_poll.max(1).min(job.remaining.len());
+                let batch: Vec<String> = job.remaining.drain(..n).collect();
+                for id in batch {
+                    if inner.records.get_mut(&job.module).is_some_and(|r| r.remove(&id)) {
+                        job.deleted += 1;
+                        inner.stats.deleted += 1;
+                    } else {
+                        job.failed += 1;
+                    }
+                }
+                if job.remaining.is_empty() {
+                    job.status = "COMPLETED";
+                }
+            }
+            _ => {}
+        }
+        let answer = json!({"data": [{"Status": job.status, "Total_Count": job.total, "Deleted_Count": job.deleted, "Failed_Count": job.failed}]});
+        inner.jobs.insert(job_id.clone(), job);
+        answered(Json(answer).into_response())
+    })
+    .await
 }

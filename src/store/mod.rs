@@ -34,6 +34,7 @@
 //! one to `ambiguous_attempts`: Zoho may have deleted the records, so a later
 //! `INVALID_DATA` for that row means "already deleted", not "never existed".
 
+mod jobs;
 mod queue;
 mod report;
 
@@ -45,8 +46,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use jobs::{JobAction, JobCounts, JobRow, JobUpdate, NewJob};
 pub use queue::{
-    ClaimedBatch, ClaimedRow, Enqueuer, LaneKey, LeaseToken, NewRequest, Recorded, RowChange,
+    ClaimedBatch, ClaimedRow, Enqueuer, LaneKey, LeaseToken, Recorded, RequestTemplate, RowChange,
     RowOutcome,
 };
 pub use report::{
@@ -82,6 +84,36 @@ impl Operation {
 
     pub fn parse(s: &str) -> Option<Operation> {
         Operation::ALL.into_iter().find(|op| op.as_str() == s)
+    }
+}
+
+/// How record deletes are sent (`deletion_requests.strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Strategy {
+    /// Whatever the config's `zoho.delete_strategy` says.
+    Auto,
+    /// `DELETE /{module}?ids=…`, up to 100 IDs.
+    Delete,
+    /// `POST /{module}/actions/mass_delete {"ids":[…]}`, up to 500 IDs.
+    MassDelete,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Auto => "auto",
+            Strategy::Delete => "delete",
+            Strategy::MassDelete => "mass_delete",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Strategy> {
+        match s {
+            "auto" => Some(Strategy::Auto),
+            "delete" => Some(Strategy::Delete),
+            "mass_delete" => Some(Strategy::MassDelete),
+            _ => None,
+        }
     }
 }
 

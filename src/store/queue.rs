@@ -5,7 +5,7 @@
 //! `json_each`, so each statement is prepared once and cached, whatever the
 //! batch size.
 
-use super::{Operation, Store, StoreError};
+use super::{Operation, Store, StoreError, Strategy};
 
 /// Identifies one claim. Every later update of the claimed rows must present
 /// it: a claim whose lease expired and was reaped can no longer write.
@@ -24,6 +24,8 @@ pub struct LaneKey {
     pub operation: Operation,
     pub module: String,
     pub wf_trigger: bool,
+    /// The rows' strategy column (`Auto`: the config decides).
+    pub strategy: Strategy,
 }
 
 impl std::fmt::Display for LaneKey {
@@ -47,10 +49,21 @@ impl std::fmt::Display for LaneKey {
 pub struct ClaimedRow {
     pub id: i64,
     pub record_id: String,
+    /// For delinks: the related list and the related record to unlink.
+    pub related_list: Option<String>,
+    pub related_id: Option<String>,
     /// Attempts made before this claim.
     pub attempts: i64,
     /// Earlier attempts that ended without a usable answer.
     pub ambiguous_attempts: i64,
+}
+
+impl ClaimedRow {
+    /// The ID Zoho names in its per-ID answer: the related record for a
+    /// delink, the record (or contact role) otherwise.
+    pub fn answer_id(&self) -> &str {
+        self.related_id.as_deref().unwrap_or(&self.record_id)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -106,13 +119,29 @@ pub struct Recorded {
     pub lease_lost: u64,
 }
 
-/// One request to enqueue.
+/// What a group of enqueued IDs share. For a delink, the IDs are the related
+/// records and `parent` names the record and related list they hang from.
 #[derive(Debug, Clone)]
-pub struct NewRequest<'a> {
+pub struct RequestTemplate {
     pub operation: Operation,
-    pub module: &'a str,
-    pub record_id: &'a str,
+    pub module: String,
     pub wf_trigger: bool,
+    pub strategy: Strategy,
+    /// For delinks: (parent record ID, related list API name).
+    pub parent: Option<(String, String)>,
+}
+
+impl RequestTemplate {
+    /// A plain record delete.
+    pub fn delete(module: &str, wf_trigger: bool) -> RequestTemplate {
+        RequestTemplate {
+            operation: Operation::Delete,
+            module: module.to_string(),
+            wf_trigger,
+            strategy: Strategy::Auto,
+            parent: None,
+        }
+    }
 }
 
 /// An open enqueue transaction: everything added commits together or not at all.
@@ -121,29 +150,38 @@ pub struct Enqueuer {
 }
 
 impl Enqueuer {
-    /// Insert `record_ids` for one (operation, module, wf_trigger). IDs already
-    /// live (pending or running) are skipped. Returns how many were inserted.
+    /// Insert one request per ID of `ids`, all shaped by `template`. IDs
+    /// already live (pending or running) are skipped. Returns how many were
+    /// inserted.
     pub async fn add(
         &mut self,
-        operation: Operation,
-        module: &str,
-        wf_trigger: bool,
-        record_ids: &[&str],
+        template: &RequestTemplate,
+        ids: &[&str],
     ) -> Result<u64, StoreError> {
-        if record_ids.is_empty() {
+        if ids.is_empty() {
             return Ok(0);
         }
-        let ids = serde_json::to_string(record_ids).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let ids = serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let (parent, related_list) = match &template.parent {
+            Some((record, list)) => (Some(record.as_str()), Some(list.as_str())),
+            None => (None, None),
+        };
         // `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the
         // INSERT, not to a join in the SELECT.
         let result = sqlx::query(
-            "INSERT INTO deletion_requests (operation, module, record_id, wf_trigger)
-             SELECT ?1, ?2, value, ?3 FROM json_each(?4) WHERE true
+            "INSERT INTO deletion_requests
+                 (operation, module, record_id, related_list, related_id, wf_trigger, strategy)
+             SELECT ?1, ?2, coalesce(?3, value), ?4, CASE WHEN ?3 IS NULL THEN NULL ELSE value END,
+                    ?5, ?6
+             FROM json_each(?7) WHERE true
              ON CONFLICT DO NOTHING",
         )
-        .bind(operation.as_str())
-        .bind(module)
-        .bind(wf_trigger)
+        .bind(template.operation.as_str())
+        .bind(&template.module)
+        .bind(parent)
+        .bind(related_list)
+        .bind(template.wf_trigger)
+        .bind(template.strategy.as_str())
         .bind(ids)
         .execute(&mut *self.tx)
         .await?;
@@ -161,6 +199,7 @@ struct LaneRow {
     operation: String,
     module: String,
     wf_trigger: bool,
+    strategy: String,
 }
 
 impl Store {
@@ -171,23 +210,12 @@ impl Store {
         })
     }
 
-    /// Enqueue a few requests in one transaction. Returns how many were new.
-    pub async fn enqueue(&self, requests: &[NewRequest<'_>]) -> Result<u64, StoreError> {
-        let mut enqueuer = self.begin_enqueue().await?;
-        let mut inserted = 0;
-        for r in requests {
-            inserted += enqueuer
-                .add(r.operation, r.module, r.wf_trigger, &[r.record_id])
-                .await?;
-        }
-        enqueuer.commit().await?;
-        Ok(inserted)
-    }
-
-    /// Claim up to `limit` due rows of one lane. Lanes are visited in order
-    /// starting after `after` (round robin, so one big module cannot starve
-    /// the others); lanes whose module is in `skip_modules` or whose key is in
-    /// `skip_lanes` are passed over. Returns `None` when nothing is due.
+    /// Claim due rows of one lane, at most `limit_for(lane)` of them. Lanes
+    /// are visited in order starting after `after` (round robin, so one big
+    /// module cannot starve the others); lanes whose module is in
+    /// `skip_modules` or whose key is in `skip_lanes` are passed over. Delinks
+    /// are claimed per parent record and related list, the oldest due first.
+    /// Returns `None` when nothing is due.
     #[allow(clippy::too_many_arguments)]
     pub async fn claim_batch(
         &self,
@@ -197,7 +225,7 @@ impl Store {
         skip_lanes: &[LaneKey],
         owner: &str,
         lease_ms: i64,
-        limit: u32,
+        limit_for: &(dyn Fn(&LaneKey) -> u32 + Sync),
     ) -> Result<Option<ClaimedBatch>, StoreError> {
         let mut tx = self.begin_write().await?;
         let lanes = lanes_with_pending(&mut tx).await?;
@@ -206,24 +234,46 @@ impl Store {
             None => 0,
         };
         for lane in lanes[start..].iter().chain(lanes[..start].iter()) {
-            if lane.operation != Operation::Delete
-                || skip_modules.contains(&lane.module)
-                || skip_lanes.contains(lane)
-            {
+            if skip_modules.contains(&lane.module) || skip_lanes.contains(lane) {
                 continue;
             }
+            let parent: Option<(String, String)> = if lane.operation == Operation::Delink {
+                let first: Option<(String, String)> = sqlx::query_as(
+                    "SELECT record_id, related_list FROM deletion_requests
+                     WHERE state = 'pending' AND operation = 'delink' AND module = ?1
+                       AND wf_trigger = ?2 AND strategy = ?3 AND next_attempt_at <= ?4
+                     ORDER BY next_attempt_at, id LIMIT 1",
+                )
+                .bind(&lane.module)
+                .bind(lane.wf_trigger)
+                .bind(lane.strategy.as_str())
+                .bind(now_ms)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match first {
+                    Some(p) => Some(p),
+                    None => continue,
+                }
+            } else {
+                None
+            };
+            let (parent_id, related_list) = match &parent {
+                Some((p, l)) => (Some(p.as_str()), Some(l.as_str())),
+                None => (None, None),
+            };
             let lease = LeaseToken::random();
-            let rows: Vec<ClaimedRow> = sqlx::query_as(
+            let mut rows: Vec<ClaimedRow> = sqlx::query_as(
                 "UPDATE deletion_requests
                  SET state = 'running', lease_token = ?1, lease_owner = ?2,
                      lease_expires_at = ?3, updated_at = ?4
                  WHERE id IN (
                      SELECT id FROM deletion_requests
                      WHERE state = 'pending' AND operation = ?5 AND module = ?6
-                       AND wf_trigger = ?7 AND next_attempt_at <= ?4
+                       AND wf_trigger = ?7 AND strategy = ?8 AND next_attempt_at <= ?4
+                       AND (?9 IS NULL OR (record_id = ?9 AND related_list = ?10))
                      ORDER BY next_attempt_at, id
-                     LIMIT ?8)
-                 RETURNING id, record_id, attempts, ambiguous_attempts",
+                     LIMIT ?11)
+                 RETURNING id, record_id, related_list, related_id, attempts, ambiguous_attempts",
             )
             .bind(lease.0)
             .bind(owner)
@@ -232,12 +282,14 @@ impl Store {
             .bind(lane.operation.as_str())
             .bind(&lane.module)
             .bind(lane.wf_trigger)
-            .bind(limit)
+            .bind(lane.strategy.as_str())
+            .bind(parent_id)
+            .bind(related_list)
+            .bind(limit_for(lane))
             .fetch_all(&mut *tx)
             .await?;
             if !rows.is_empty() {
                 tx.commit().await?;
-                let mut rows = rows;
                 rows.sort_by_key(|r| r.id);
                 return Ok(Some(ClaimedBatch {
                     lane: lane.clone(),
@@ -405,7 +457,7 @@ impl Store {
             serde_json::to_string(skip_modules).map_err(|e| sqlx::Error::Encode(e.into()))?;
         let (count, next_due): (i64, Option<i64>) = sqlx::query_as(
             "SELECT count(*), min(next_attempt_at) FROM deletion_requests
-             WHERE state = 'pending' AND operation = 'delete'
+             WHERE state = 'pending'
                AND module NOT IN (SELECT value FROM json_each(?1))",
         )
         .bind(skip)
@@ -436,22 +488,24 @@ async fn lanes_with_pending(
         let next: Option<LaneRow> = match &last {
             None => {
                 sqlx::query_as(
-                    "SELECT operation, module, wf_trigger FROM deletion_requests
+                    "SELECT operation, module, wf_trigger, strategy FROM deletion_requests
                  WHERE state = 'pending'
-                 ORDER BY operation, module, wf_trigger LIMIT 1",
+                 ORDER BY operation, module, wf_trigger, strategy LIMIT 1",
                 )
                 .fetch_optional(&mut **tx)
                 .await?
             }
             Some(l) => {
                 sqlx::query_as(
-                    "SELECT operation, module, wf_trigger FROM deletion_requests
-                 WHERE state = 'pending' AND (operation, module, wf_trigger) > (?1, ?2, ?3)
-                 ORDER BY operation, module, wf_trigger LIMIT 1",
+                    "SELECT operation, module, wf_trigger, strategy FROM deletion_requests
+                 WHERE state = 'pending'
+                   AND (operation, module, wf_trigger, strategy) > (?1, ?2, ?3, ?4)
+                 ORDER BY operation, module, wf_trigger, strategy LIMIT 1",
                 )
                 .bind(&l.operation)
                 .bind(&l.module)
                 .bind(l.wf_trigger)
+                .bind(&l.strategy)
                 .fetch_optional(&mut **tx)
                 .await?
             }
@@ -462,6 +516,7 @@ async fn lanes_with_pending(
                 operation,
                 module: row.module.clone(),
                 wf_trigger: row.wf_trigger,
+                strategy: Strategy::parse(&row.strategy).unwrap_or(Strategy::Auto),
             });
         }
         last = Some(row);

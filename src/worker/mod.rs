@@ -8,6 +8,7 @@
 //! pauses, so `zdel resume` and rows INSERTed by other processes take effect
 //! within `worker.poll_interval_ms`.
 
+mod jobs;
 pub mod outcome;
 
 use std::collections::{HashMap, HashSet};
@@ -22,8 +23,8 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 pub use outcome::RetryPolicy;
 
 use crate::clock::now_ms;
-use crate::config::Config;
-use crate::store::{ClaimedBatch, LaneKey, PAUSE_ALL, Store, StoreError};
+use crate::config::{Config, DeleteStrategy, MAX_IDS_PER_MASS_DELETE};
+use crate::store::{ClaimedBatch, LaneKey, Operation, PAUSE_ALL, Store, StoreError, Strategy};
 use crate::zoho::{CallSlot, ZohoClient, ZohoError};
 
 /// The worker's knobs, from `[worker]` and `[retry]`.
@@ -35,6 +36,11 @@ pub struct WorkerSettings {
     pub shutdown_grace: Duration,
     pub auth_probe_interval: Duration,
     pub retry: RetryPolicy,
+    /// How `auto` record deletes are sent.
+    pub default_strategy: DeleteStrategy,
+    /// First and longest wait between polls of a custom-view job.
+    pub job_poll_interval_ms: i64,
+    pub job_max_poll_interval_ms: i64,
 }
 
 impl WorkerSettings {
@@ -50,6 +56,37 @@ impl WorkerSettings {
                 base_delay_ms: config.retry.base_delay_ms,
                 max_delay_ms: config.retry.max_delay_ms,
             },
+            default_strategy: config.zoho.delete_strategy,
+            job_poll_interval_ms: config.mass_delete.poll_interval_ms as i64,
+            job_max_poll_interval_ms: config.mass_delete.max_poll_interval_ms as i64,
+        }
+    }
+
+    /// How a lane's record deletes are sent: its own strategy, else the
+    /// config's; never mass delete when workflows are to be suppressed.
+    pub fn effective_strategy(&self, lane: &LaneKey) -> Strategy {
+        let wanted = match lane.strategy {
+            Strategy::Auto => match self.default_strategy {
+                DeleteStrategy::Delete => Strategy::Delete,
+                DeleteStrategy::MassDelete => Strategy::MassDelete,
+            },
+            explicit => explicit,
+        };
+        if lane.wf_trigger {
+            wanted
+        } else {
+            Strategy::Delete
+        }
+    }
+
+    /// Most rows one call of this lane may carry.
+    pub fn batch_limit(&self, lane: &LaneKey) -> u32 {
+        match lane.operation {
+            Operation::DeletePhoto => 1,
+            Operation::Delete if self.effective_strategy(lane) == Strategy::MassDelete => {
+                MAX_IDS_PER_MASS_DELETE
+            }
+            _ => self.batch_size,
         }
     }
 }
@@ -72,6 +109,8 @@ pub enum StopReason {
     DrainedExceptPaused { paused_rows: i64 },
     /// Drain: Zoho rejects the credentials, so nothing can run.
     CredentialsRejected { message: String },
+    /// Drain: custom-view jobs wait for an operator (`uncertain`).
+    DrainedExceptUncertainJobs { jobs: i64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +142,8 @@ struct Shared {
     paused_all: Mutex<bool>,
     /// Wakes the idle dispatcher when a batch finishes.
     batch_done: Notify,
+    /// Identifies this process's leases.
+    owner: String,
 }
 
 /// Run the worker until `shutdown` is cancelled (serve) or the queue is done (drain).
@@ -122,6 +163,7 @@ pub async fn run(
         paused_modules: Mutex::new(HashSet::new()),
         paused_all: Mutex::new(false),
         batch_done: Notify::new(),
+        owner: owner.clone(),
     });
     info!(owner = %owner, mode = ?mode, "worker started");
     let mut tasks: JoinSet<()> = JoinSet::new();
@@ -143,6 +185,12 @@ pub async fn run(
         if Instant::now() >= next_maintenance {
             if let Err(e) = maintenance(&shared).await {
                 warn!(error = %e, "queue maintenance failed; will try again");
+            }
+            if !lock(&shared.paused_all).to_owned() {
+                match jobs::start_due_jobs(&shared, &mut tasks, &shutdown).await {
+                    Ok(started) => batches += started,
+                    Err(e) => warn!(error = %e, "could not start mass-delete jobs; will try again"),
+                }
             }
             next_maintenance = Instant::now() + poll;
         }
@@ -183,7 +231,7 @@ pub async fn run(
                 &skip_lanes,
                 &owner,
                 shared.settings.lease_ms,
-                shared.settings.batch_size,
+                &|lane| shared.settings.batch_limit(lane),
             )
             .await;
         match claimed {
@@ -196,17 +244,10 @@ pub async fn run(
             Ok(None) => {
                 drop(slot);
                 if mode == RunMode::Drain && tasks.is_empty() {
-                    match shared.store.pending_outlook(&skip_modules).await {
-                        Ok((0, _)) => {
-                            let paused_rows = paused_rows(&shared, &skip_modules).await;
-                            break if paused_rows > 0 {
-                                StopReason::DrainedExceptPaused { paused_rows }
-                            } else {
-                                StopReason::Drained
-                            };
-                        }
-                        Ok(_) => {}
-                        Err(e) => warn!(error = %e, "could not count pending rows"),
+                    match drain_outlook(&shared, &skip_modules).await {
+                        Ok(Some(reason)) => break reason,
+                        Ok(None) => {}
+                        Err(e) => warn!(error = %e, "could not count pending work"),
                     }
                 }
                 if !idle_wait(&shared, &shutdown, poll).await {
@@ -307,34 +348,47 @@ async fn probe_credentials(shared: &Shared) -> Result<(), String> {
     }
 }
 
-async fn paused_rows(shared: &Shared, paused_modules: &[String]) -> i64 {
-    if paused_modules.is_empty() {
-        return 0;
+/// For drain: `Some(reason)` once nothing runnable is left.
+async fn drain_outlook(
+    shared: &Shared,
+    paused_modules: &[String],
+) -> Result<Option<StopReason>, StoreError> {
+    let (runnable, _) = shared.store.pending_outlook(paused_modules).await?;
+    if runnable > 0 {
+        return Ok(None);
     }
-    match shared.store.pending_outlook(&[]).await {
-        Ok((n, _)) => n,
-        Err(_) => 0,
+    let (live_jobs, uncertain_jobs) = shared.store.live_jobs().await?;
+    if live_jobs > uncertain_jobs {
+        return Ok(None);
     }
+    let (paused_rows, _) = shared.store.pending_outlook(&[]).await?;
+    Ok(Some(if paused_rows > 0 {
+        StopReason::DrainedExceptPaused { paused_rows }
+    } else if uncertain_jobs > 0 {
+        StopReason::DrainedExceptUncertainJobs {
+            jobs: uncertain_jobs,
+        }
+    } else {
+        StopReason::Drained
+    }))
 }
 
 /// Make one call for a claimed batch and record every row's outcome.
 async fn run_batch(shared: Arc<Shared>, batch: ClaimedBatch, slot: CallSlot) {
     let attempt = batch.rows.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
+    let strategy = shared.settings.effective_strategy(&batch.lane);
     let span = info_span!(
         "batch",
         operation = batch.lane.operation.as_str(),
+        strategy = strategy.as_str(),
         module = %batch.lane.module,
         wf_trigger = batch.lane.wf_trigger,
         size = batch.rows.len(),
         attempt,
     );
     async move {
-        let ids: Vec<&str> = batch.rows.iter().map(|r| r.record_id.as_str()).collect();
         let started = Instant::now();
-        let result = shared
-            .client
-            .delete_records(&slot, &batch.lane.module, &ids, batch.lane.wf_trigger)
-            .await;
+        let result = send_batch(&shared.client, &slot, &batch, strategy).await;
         drop(slot);
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match &result {
@@ -362,37 +416,83 @@ async fn run_batch(shared: Arc<Shared>, batch: ClaimedBatch, slot: CallSlot) {
     .await
 }
 
+/// The one call that carries `batch`, chosen by its operation and strategy.
+async fn send_batch(
+    client: &ZohoClient,
+    slot: &CallSlot,
+    batch: &ClaimedBatch,
+    strategy: Strategy,
+) -> Result<crate::zoho::BatchAnswer, ZohoError> {
+    let lane = &batch.lane;
+    let ids: Vec<&str> = batch.rows.iter().map(|r| r.answer_id()).collect();
+    match lane.operation {
+        Operation::Delete if strategy == Strategy::MassDelete => {
+            client.mass_delete_ids(slot, &lane.module, &ids).await
+        }
+        Operation::Delete => {
+            client
+                .delete_records(slot, &lane.module, &ids, lane.wf_trigger)
+                .await
+        }
+        Operation::Delink => {
+            // Claimed per parent: every row shares record_id and related_list.
+            let first = &batch.rows[0];
+            let related_list = first.related_list.as_deref().unwrap_or_default();
+            client
+                .delink(slot, &lane.module, &first.record_id, related_list, &ids)
+                .await
+        }
+        Operation::DeleteContactRole => client.delete_contact_roles(slot, &ids).await,
+        Operation::DeletePhoto => {
+            client
+                .delete_photo(slot, &lane.module, &batch.rows[0].record_id)
+                .await
+        }
+    }
+}
+
 /// Pauses and cooldowns that a whole-call error puts on the lane.
 async fn apply_lane_effects(
     shared: &Shared,
     lane: &LaneKey,
     result: &Result<crate::zoho::BatchAnswer, ZohoError>,
 ) {
-    match result {
-        Err(ZohoError::LanePaused { code, message, .. }) => {
-            error!(module = %lane.module, code = %code, "permission error: pausing this module's lane; run `zdel resume --module {}` once fixed", lane.module);
-            lock(&shared.paused_modules).insert(lane.module.clone());
-            if let Err(e) = shared
-                .store
-                .pause(&lane.module, code, message, now_ms())
-                .await
-            {
+    if let Err(e) = result {
+        apply_error_effects(shared, &lane.module, Some(lane), e).await;
+    }
+}
+
+/// A permission error pauses `module`; rejected credentials pause
+/// everything; a 429 cools `lane` down.
+async fn apply_error_effects(
+    shared: &Shared,
+    module: &str,
+    lane: Option<&LaneKey>,
+    error: &ZohoError,
+) {
+    match error {
+        ZohoError::LanePaused { code, message, .. } => {
+            error!(module = %module, code = %code, "permission error: pausing this module's lane; run `zdel resume --module {module}` once fixed");
+            lock(&shared.paused_modules).insert(module.to_string());
+            if let Err(e) = shared.store.pause(module, code, message, now_ms()).await {
                 warn!(error = %e, "could not record the pause; it holds in this process only");
             }
         }
-        Err(ZohoError::CredentialsRejected { code, message }) => {
+        ZohoError::CredentialsRejected { code, message } => {
             error!(code = %code, "{message}: pausing all work until the credentials are fixed");
             *lock(&shared.paused_all) = true;
             if let Err(e) = shared.store.pause(PAUSE_ALL, code, message, now_ms()).await {
                 warn!(error = %e, "could not record the pause; it holds in this process only");
             }
         }
-        Err(ZohoError::RateLimited { retry_after, .. }) => {
+        ZohoError::RateLimited { retry_after, .. } => {
             let cooldown = retry_after.unwrap_or(Duration::from_millis(
                 outcome::DEFAULT_RATE_LIMIT_COOLDOWN_MS as u64,
             ));
-            warn!(lane = %lane, cooldown_ms = cooldown.as_millis() as u64, "429: slowing this lane");
-            lock(&shared.cooldowns).insert(lane.clone(), Instant::now() + cooldown);
+            if let Some(lane) = lane {
+                warn!(lane = %lane, cooldown_ms = cooldown.as_millis() as u64, "429: slowing this lane");
+                lock(&shared.cooldowns).insert(lane.clone(), Instant::now() + cooldown);
+            }
         }
         _ => {}
     }

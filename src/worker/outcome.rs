@@ -77,7 +77,7 @@ fn per_id(
 ) -> RowChange {
     let http_status = Some(answer.http_status);
     let Some(IdResult { code, message, .. }) =
-        answer.results.iter().find(|r| r.id == row.record_id)
+        answer.results.iter().find(|r| r.id == row.answer_id())
     else {
         return retry_or_fail(
             row,
@@ -208,7 +208,7 @@ fn retry_or_fail(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{LaneKey, LeaseToken, Operation};
+    use crate::store::{LaneKey, LeaseToken, Operation, Strategy};
     use std::time::Duration;
 
     const POLICY: RetryPolicy = RetryPolicy {
@@ -223,6 +223,7 @@ mod tests {
                 operation: Operation::Delete,
                 module: "Leads".into(),
                 wf_trigger: true,
+                strategy: Strategy::Auto,
             },
             lease: LeaseToken(7),
             rows: rows
@@ -231,6 +232,8 @@ mod tests {
                 .map(|(i, (id, attempts, ambiguous))| ClaimedRow {
                     id: i as i64 + 1,
                     record_id: id.to_string(),
+                    related_list: None,
+                    related_id: None,
                     attempts: *attempts,
                     ambiguous_attempts: *ambiguous,
                 })

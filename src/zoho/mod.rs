@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use secrecy::ExposeSecret;
-use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use auth::{AccessToken, TokenSource};
@@ -125,10 +124,10 @@ impl ZohoClient {
         self.auth.force_refresh().await
     }
 
-    /// `DELETE /crm/{version}/{module}?ids=…&wf_trigger=…` for up to 100 IDs.
-    /// `module` and `ids` must already be validated (the store's CHECK
-    /// constraints guarantee it for queued rows); they are still passed as
-    /// URL path segment and query parameters, never spliced raw.
+    /// `DELETE /{module}?ids=…&wf_trigger=…`, up to 100 IDs. `module` and
+    /// `ids` are validated before they are queued (the store's CHECK
+    /// constraints); they still go in as a path segment and query
+    /// parameters, never spliced raw.
     pub async fn delete_records(
         &self,
         _slot: &CallSlot,
@@ -138,25 +137,135 @@ impl ZohoClient {
     ) -> Result<BatchAnswer, ZohoError> {
         let ids = ids.join(",");
         let wf = if wf_trigger { "true" } else { "false" };
-        self.call_with_token(|base| {
-            let mut url = base.clone();
-            if let Ok(mut segments) = url.path_segments_mut() {
-                segments.push(module);
-            }
-            url.query_pairs_mut()
-                .append_pair("ids", &ids)
-                .append_pair("wf_trigger", wf);
-            self.http.delete(url)
-        })
-        .await
+        let (status, body) = self
+            .call(|base| {
+                let url = with_segments(base, &[module]);
+                self.http
+                    .delete(url)
+                    .query(&[("ids", ids.as_str()), ("wf_trigger", wf)])
+            })
+            .await?;
+        batch_answer(status, &body)
+    }
+
+    /// `DELETE /{module}/{record_id}/{related_list}?ids=…`, up to 100 related IDs.
+    pub async fn delink(
+        &self,
+        _slot: &CallSlot,
+        module: &str,
+        record_id: &str,
+        related_list: &str,
+        related_ids: &[&str],
+    ) -> Result<BatchAnswer, ZohoError> {
+        let ids = related_ids.join(",");
+        let (status, body) = self
+            .call(|base| {
+                let url = with_segments(base, &[module, record_id, related_list]);
+                self.http.delete(url).query(&[("ids", ids.as_str())])
+            })
+            .await?;
+        batch_answer(status, &body)
+    }
+
+    /// `DELETE /Contacts/roles?ids=…`, up to 100 role IDs; the answer is
+    /// under `contact_roles`, not `data`.
+    pub async fn delete_contact_roles(
+        &self,
+        _slot: &CallSlot,
+        role_ids: &[&str],
+    ) -> Result<BatchAnswer, ZohoError> {
+        let ids = role_ids.join(",");
+        let (status, body) = self
+            .call(|base| {
+                let url = with_segments(base, &["Contacts", "roles"]);
+                self.http.delete(url).query(&[("ids", ids.as_str())])
+            })
+            .await?;
+        batch_answer(status, &body)
+    }
+
+    /// `DELETE /{module}/{record_id}/photo`: one record; the answer is a bare object.
+    pub async fn delete_photo(
+        &self,
+        _slot: &CallSlot,
+        module: &str,
+        record_id: &str,
+    ) -> Result<BatchAnswer, ZohoError> {
+        let (status, body) = self
+            .call(|base| {
+                self.http
+                    .delete(with_segments(base, &[module, record_id, "photo"]))
+            })
+            .await?;
+        bare_answer(status, &body, record_id)
+    }
+
+    /// `POST /{module}/actions/mass_delete {"ids":[…]}`, up to 500 IDs, deleted at once.
+    pub async fn mass_delete_ids(
+        &self,
+        _slot: &CallSlot,
+        module: &str,
+        ids: &[&str],
+    ) -> Result<BatchAnswer, ZohoError> {
+        let body = serde_json::json!({ "ids": ids });
+        let (status, answer) = self
+            .call(|base| {
+                self.http
+                    .post(with_segments(base, &[module, "actions", "mass_delete"]))
+                    .json(&body)
+            })
+            .await?;
+        batch_answer(status, &answer)
+    }
+
+    /// `POST /{module}/actions/mass_delete {"cvid":…}`: schedule the deletion
+    /// of a custom view's records as a Zoho job.
+    pub async fn schedule_mass_delete(
+        &self,
+        _slot: &CallSlot,
+        module: &str,
+        cvid: &str,
+        territory: Option<(&str, bool)>,
+    ) -> Result<ScheduleAnswer, ZohoError> {
+        let mut body = serde_json::json!({ "cvid": cvid });
+        if let Some((id, include_child)) = territory {
+            body["territory"] = serde_json::json!({ "id": id, "include_child": include_child });
+        }
+        let (status, answer) = self
+            .call(|base| {
+                self.http
+                    .post(with_segments(base, &[module, "actions", "mass_delete"]))
+                    .json(&body)
+            })
+            .await?;
+        schedule_answer(status, &answer)
+    }
+
+    /// `GET /{module}/actions/mass_delete?job_id=…`.
+    pub async fn mass_delete_status(
+        &self,
+        _slot: &CallSlot,
+        module: &str,
+        job_id: &str,
+    ) -> Result<JobStatus, ZohoError> {
+        let (status, answer) = self
+            .call(|base| {
+                self.http
+                    .get(with_segments(base, &[module, "actions", "mass_delete"]))
+                    .query(&[("job_id", job_id)])
+            })
+            .await?;
+        job_status(status, &answer)
     }
 
     /// Send a request built by `build` (given the `/crm/{version}` base URL),
-    /// repeating it once after a token refresh if Zoho says the token is invalid.
-    async fn call_with_token(
+    /// repeating it once after a token refresh if Zoho says the token is
+    /// invalid. Transport errors, 429, 5xx and whole-call auth and permission
+    /// errors are classified here; the caller reads the rest of the answer.
+    async fn call(
         &self,
         build: impl Fn(&url::Url) -> reqwest::RequestBuilder,
-    ) -> Result<BatchAnswer, ZohoError> {
+    ) -> Result<(u16, serde_json::Value), ZohoError> {
         let mut token = self.auth.token().await?;
         let mut refreshed = false;
         loop {
@@ -218,28 +327,20 @@ impl From<ZohoError> for CallError {
     }
 }
 
-/// The envelope of a batch answer or a whole-call error.
-#[derive(Deserialize, Default)]
-struct Envelope {
-    data: Option<Vec<Entry>>,
-    contact_roles: Option<Vec<Entry>>,
-    code: Option<String>,
-    message: Option<String>,
+/// `base` with `segments` appended, each percent-encoded as one path segment.
+fn with_segments(base: &url::Url, segments: &[&str]) -> url::Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.extend(segments);
+    }
+    url
 }
 
-#[derive(Deserialize)]
-struct Entry {
-    code: Option<String>,
-    message: Option<String>,
-    details: Option<EntryDetails>,
-}
-
-#[derive(Deserialize)]
-struct EntryDetails {
-    id: Option<serde_json::Value>,
-}
-
-async fn send_and_read(request: reqwest::RequestBuilder) -> Result<BatchAnswer, CallError> {
+/// Send, then classify what every endpoint shares: transport failures, 429,
+/// 5xx, and whole-call token and permission errors.
+async fn send_and_read(
+    request: reqwest::RequestBuilder,
+) -> Result<(u16, serde_json::Value), CallError> {
     let response = request.send().await.map_err(transport_error)?;
     let status = response.status().as_u16();
     let retry_after = response
@@ -267,20 +368,75 @@ async fn send_and_read(request: reqwest::RequestBuilder) -> Result<BatchAnswer, 
         }
         .into());
     }
-    let envelope: Envelope = serde_json::from_slice(&body).unwrap_or_default();
-    if let Some(entries) = envelope.data.or(envelope.contact_roles) {
+    let value: serde_json::Value = if body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)
+    };
+    let (code, message) = whole_call_code(&value);
+    if let Some(code) = code {
+        if TOKEN_CODES.contains(&code.as_str()) {
+            return Err(CallError::TokenRejected(code));
+        }
+        if PERMISSION_CODES.contains(&code.as_str()) {
+            return Err(ZohoError::LanePaused {
+                code,
+                message: message.unwrap_or_else(|| "permission denied".into()),
+                http_status: Some(status),
+            }
+            .into());
+        }
+    }
+    Ok((status, value))
+}
+
+/// The code of a whole-call answer: top level, or the only entry of `data`
+/// when that entry names no record.
+fn whole_call_code(value: &serde_json::Value) -> (Option<String>, Option<String>) {
+    let text =
+        |v: &serde_json::Value, k: &str| v.get(k).and_then(|c| c.as_str()).map(str::to_string);
+    if let Some(code) = text(value, "code") {
+        return (Some(code), text(value, "message"));
+    }
+    if let Some([only]) = value
+        .get("data")
+        .and_then(|d| d.as_array())
+        .map(Vec::as_slice)
+        && only.pointer("/details/id").is_none()
+    {
+        return (text(only, "code"), text(only, "message"));
+    }
+    (None, None)
+}
+
+/// A batch answer: one entry per ID in `data` (or `contact_roles`), whatever
+/// the HTTP status; otherwise a whole-call error.
+fn batch_answer(status: u16, value: &serde_json::Value) -> Result<BatchAnswer, ZohoError> {
+    let entries = value
+        .get("data")
+        .or_else(|| value.get("contact_roles"))
+        .and_then(|d| d.as_array());
+    if let Some(entries) = entries {
         let results: Vec<IdResult> = entries
-            .into_iter()
+            .iter()
             .filter_map(|e| {
-                let id = match e.details?.id? {
-                    serde_json::Value::String(s) => s,
+                let id = match e.pointer("/details/id")? {
+                    serde_json::Value::String(s) => s.clone(),
                     serde_json::Value::Number(n) => n.to_string(),
                     _ => return None,
                 };
                 Some(IdResult {
                     id,
-                    code: e.code.unwrap_or_else(|| "UNKNOWN".into()),
-                    message: e.message.unwrap_or_default(),
+                    code: e
+                        .get("code")
+                        .and_then(|c| c.as_str())
+                        .unwrap_or("UNKNOWN")
+                        .to_string(),
+                    message: e
+                        .get("message")
+                        .and_then(|c| c.as_str())
+                        .unwrap_or("")
+                        .to_string(),
                 })
             })
             .collect();
@@ -291,37 +447,118 @@ async fn send_and_read(request: reqwest::RequestBuilder) -> Result<BatchAnswer, 
             });
         }
     }
-    let code = envelope.code.unwrap_or_else(|| format!("HTTP_{status}"));
-    let message = envelope
-        .message
-        .unwrap_or_else(|| format!("Zoho answered HTTP {status} without per-ID results"));
-    if TOKEN_CODES.contains(&code.as_str()) {
-        return Err(CallError::TokenRejected(code));
-    }
-    if PERMISSION_CODES.contains(&code.as_str()) {
-        return Err(ZohoError::LanePaused {
-            code,
-            message,
-            http_status: Some(status),
+    Err(whole_call_error(status, value))
+}
+
+/// A bare answer about one record (`DELETE …/photo`): its code is that record's result.
+fn bare_answer(status: u16, value: &serde_json::Value, id: &str) -> Result<BatchAnswer, ZohoError> {
+    match whole_call_code(value) {
+        (Some(code), message) if code != "INVALID_MODULE" && code != "INVALID_URL_PATTERN" => {
+            Ok(BatchAnswer {
+                http_status: status,
+                results: vec![IdResult {
+                    id: id.to_string(),
+                    code,
+                    message: message.unwrap_or_default(),
+                }],
+            })
         }
-        .into());
+        _ => Err(whole_call_error(status, value)),
     }
+}
+
+/// What Zoho said to a custom-view mass delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScheduleAnswer {
+    /// The job is scheduled.
+    Scheduled { job_id: String },
+    /// Zoho refused it with this code (`ALREADY_SCHEDULED`, `NO_RECORDS_FOUND`, `NOT_SUPPORTED`, ...).
+    Refused { code: String, message: String },
+}
+
+fn schedule_answer(status: u16, value: &serde_json::Value) -> Result<ScheduleAnswer, ZohoError> {
+    let first = value.get("data").and_then(|d| d.get(0));
+    if let Some(job_id) = first.and_then(|e| e.pointer("/details/job_id")) {
+        let job_id = match job_id {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        return Ok(ScheduleAnswer::Scheduled { job_id });
+    }
+    let source = first.unwrap_or(value);
+    match source.get("code").and_then(|c| c.as_str()) {
+        Some(code) if code != "SUCCESS" => Ok(ScheduleAnswer::Refused {
+            code: code.to_string(),
+            message: source
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("")
+                .to_string(),
+        }),
+        _ if (200..300).contains(&status) => Err(ZohoError::Transient {
+            code: "UNREADABLE_ANSWER".into(),
+            message: format!("Zoho answered HTTP {status} to the mass delete without a job_id"),
+            http_status: Some(status),
+            ambiguous: true,
+        }),
+        _ => Err(whole_call_error(status, value)),
+    }
+}
+
+/// A mass-delete job's status. Keys are capitalised in Zoho's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobStatus {
+    /// `SCHEDULED`, `QUEUED`, `RUNNING`, `SUSPENDED`, `COMPLETED`, `FAILED`, or anything else.
+    pub status: String,
+    pub total: Option<i64>,
+    pub deleted: Option<i64>,
+    pub failed: Option<i64>,
+}
+
+impl JobStatus {
+    /// Only `COMPLETED` and `FAILED` end a job; any other value means it is still running.
+    pub fn is_final(&self) -> bool {
+        matches!(self.status.as_str(), "COMPLETED" | "FAILED")
+    }
+}
+
+fn job_status(status: u16, value: &serde_json::Value) -> Result<JobStatus, ZohoError> {
+    match value.get("data").and_then(|d| d.get(0)) {
+        Some(entry) if entry.get("Status").is_some() => {
+            let count = |k: &str| entry.get(k).and_then(|v| v.as_i64());
+            Ok(JobStatus {
+                status: entry
+                    .get("Status")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or("UNKNOWN")
+                    .to_string(),
+                total: count("Total_Count"),
+                deleted: count("Deleted_Count"),
+                failed: count("Failed_Count"),
+            })
+        }
+        _ => Err(whole_call_error(status, value)),
+    }
+}
+
+/// A whole-call answer with no per-ID results.
+fn whole_call_error(status: u16, value: &serde_json::Value) -> ZohoError {
+    let (code, message) = whole_call_code(value);
     if (200..300).contains(&status) {
         // A success status without readable results: we cannot tell what happened.
-        return Err(ZohoError::Transient {
+        return ZohoError::Transient {
             code: "UNREADABLE_ANSWER".into(),
             message: format!("Zoho answered HTTP {status} with a body zdel cannot read"),
             http_status: Some(status),
             ambiguous: true,
-        }
-        .into());
+        };
     }
-    Err(ZohoError::Rejected {
-        code,
-        message,
+    ZohoError::Rejected {
+        code: code.unwrap_or_else(|| format!("HTTP_{status}")),
+        message: message
+            .unwrap_or_else(|| format!("Zoho answered HTTP {status} without per-ID results")),
         http_status: Some(status),
     }
-    .into())
 }
 
 fn transport_error(e: reqwest::Error) -> CallError {

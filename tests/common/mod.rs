@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use zdel::config::Config;
 use zdel::sandbox::{self, Faults, Sandbox, SandboxHandle};
-use zdel::store::{Operation, Store};
+use zdel::store::{RequestTemplate, Store};
 use zdel::worker::{self, RunMode, RunSummary, WorkerSettings};
 use zdel::zoho::ZohoClient;
 
@@ -103,7 +103,7 @@ impl TestEnv {
         let mut enqueuer = self.store.begin_enqueue().await.unwrap();
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         enqueuer
-            .add(Operation::Delete, module, wf_trigger, &refs)
+            .add(&RequestTemplate::delete(module, wf_trigger), &refs)
             .await
             .unwrap();
         enqueuer.commit().await.unwrap();

@@ -1,0 +1,222 @@
+//! Custom-view mass-delete jobs: schedule with one POST, then poll the
+//! stored `job_id` until Zoho says COMPLETED or FAILED. The store's
+//! `jobs` module documents the states and the never-twice rule; this file
+//! only decides, from Zoho's answer, which update to record.
+
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use super::{Shared, apply_error_effects, lock};
+use crate::clock::now_ms;
+use crate::store::{JobAction, JobCounts, JobRow, JobUpdate, StoreError};
+use crate::zoho::{CallSlot, JobStatus, ScheduleAnswer, ZohoError};
+
+/// Start every due job action, each in its own task with a call slot.
+/// Returns how many were started.
+pub(super) async fn start_due_jobs(
+    shared: &Arc<Shared>,
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> Result<u64, StoreError> {
+    let reaped = shared.store.reap_stale_scheduling(now_ms()).await?;
+    if reaped > 0 {
+        error!(
+            jobs = reaped,
+            "mass-delete jobs were left mid-POST by a stopped zdel: marked uncertain; see `zdel jobs`"
+        );
+    }
+    let mut started = 0;
+    loop {
+        let skip: Vec<String> = lock(&shared.paused_modules).iter().cloned().collect();
+        let Some(action) = shared
+            .store
+            .next_job_action(now_ms(), &shared.owner, shared.settings.lease_ms, &skip)
+            .await?
+        else {
+            return Ok(started);
+        };
+        let slot = tokio::select! {
+            slot = shared.client.acquire_slot() => slot,
+            _ = shutdown.cancelled() => {
+                // Leave it: a leased schedule turns uncertain only if its lease
+                // expires, so hand it back now, before anything was sent.
+                if let JobAction::Schedule(job) = &action {
+                    let back = JobUpdate::NotScheduled { retry_at: 0, error: "zdel shut down before sending".into() };
+                    shared.store.update_job(job.id, &shared.owner, &back, now_ms()).await?;
+                }
+                return Ok(started);
+            }
+        };
+        let task_shared = shared.clone();
+        tasks.spawn(async move { run_job(task_shared, action, slot).await });
+        started += 1;
+    }
+}
+
+async fn run_job(shared: Arc<Shared>, action: JobAction, slot: CallSlot) {
+    let (job, kind) = match &action {
+        JobAction::Schedule(job) => (job, "schedule"),
+        JobAction::Poll(job) => (job, "poll"),
+    };
+    let span = info_span!("mass_delete_job", id = job.id, module = %job.module, cvid = %job.cvid, action = kind);
+    async {
+        let now = now_ms();
+        let update = match &action {
+            JobAction::Schedule(job) => {
+                let territory = job.territory_id.as_deref().map(|t| (t, job.include_child));
+                let answer = shared
+                    .client
+                    .schedule_mass_delete(&slot, &job.module, &job.cvid, territory)
+                    .await;
+                drop(slot);
+                if let Err(e) = &answer {
+                    apply_error_effects(&shared, &job.module, None, e).await;
+                }
+                schedule_update(job, answer, &shared.settings, now)
+            }
+            JobAction::Poll(job) => {
+                let job_id = job.job_id.clone().unwrap_or_default();
+                let answer = shared
+                    .client
+                    .mass_delete_status(&slot, &job.module, &job_id)
+                    .await;
+                drop(slot);
+                if let Err(e) = &answer {
+                    apply_error_effects(&shared, &job.module, None, e).await;
+                }
+                poll_update(job, answer, &shared.settings, now)
+            }
+        };
+        match &update {
+            JobUpdate::Scheduled { job_id, .. } => info!(job_id = %job_id, "mass delete scheduled"),
+            JobUpdate::Finished { completed, status, counts, .. } => info!(completed, status = %status, deleted = ?counts.deleted, failed = ?counts.failed, "mass delete finished"),
+            JobUpdate::Uncertain { error } => error!(error = %error, "mass delete outcome unknown: job marked uncertain, needs an operator"),
+            JobUpdate::Refused { error } => error!(error = %error, "mass delete refused"),
+            JobUpdate::NotScheduled { error, .. } | JobUpdate::PollFailed { error, .. } => warn!(error = %error, "will try again"),
+            JobUpdate::Progress { .. } => {}
+        }
+        match shared.store.update_job(job.id, &shared.owner, &update, now_ms()).await {
+            Ok(true) => {}
+            Ok(false) => warn!("the job changed meanwhile (cancelled, or its lease ran out); update not applied"),
+            Err(e) => error!(error = %e, "could not record the job's update; it is retried from the stored state"),
+        }
+        shared.batch_done.notify_one();
+    }
+    .instrument(span)
+    .await
+}
+
+fn schedule_update(
+    job: &JobRow,
+    answer: Result<ScheduleAnswer, ZohoError>,
+    settings: &super::WorkerSettings,
+    now: i64,
+) -> JobUpdate {
+    let retry_at = now
+        + settings
+            .retry
+            .backoff_ms(job.post_attempts.max(1) as u32, 1.0)
+            .max(settings.job_poll_interval_ms);
+    match answer {
+        Ok(ScheduleAnswer::Scheduled { job_id }) => JobUpdate::Scheduled {
+            job_id,
+            next_poll_at: now + settings.job_poll_interval_ms,
+        },
+        // Another mass action runs in this module: wait and try again.
+        Ok(ScheduleAnswer::Refused { code, message }) if code == "ALREADY_SCHEDULED" => {
+            JobUpdate::NotScheduled {
+                retry_at,
+                error: format!("{code}: {message}"),
+            }
+        }
+        // An empty view: nothing to delete is a finished job, not a failure.
+        Ok(ScheduleAnswer::Refused { code, message }) if code == "NO_RECORDS_FOUND" => {
+            JobUpdate::Finished {
+                completed: true,
+                status: code.clone(),
+                counts: JobCounts {
+                    total: Some(0),
+                    deleted: Some(0),
+                    failed: Some(0),
+                },
+                error: Some(format!("{code}: {message}")),
+            }
+        }
+        Ok(ScheduleAnswer::Refused { code, message }) => JobUpdate::Refused {
+            error: format!("{code}: {message}"),
+        },
+        Err(ZohoError::Transient {
+            ambiguous: true,
+            code,
+            message,
+            ..
+        }) => JobUpdate::Uncertain {
+            error: format!(
+                "{code}: {message}. Zoho may have scheduled the job: check its mass-delete status in Zoho CRM, then `zdel jobs --reschedule {}` or `zdel jobs --cancel {}`",
+                job.id, job.id
+            ),
+        },
+        // Nothing reached Zoho, or it refused to look: certainly not scheduled.
+        Err(
+            e @ (ZohoError::Transient { .. }
+            | ZohoError::RateLimited { .. }
+            | ZohoError::LanePaused { .. }
+            | ZohoError::CredentialsRejected { .. }),
+        ) => JobUpdate::NotScheduled {
+            retry_at,
+            error: e.to_string(),
+        },
+        Err(e @ ZohoError::Rejected { .. }) => JobUpdate::Refused {
+            error: e.to_string(),
+        },
+    }
+}
+
+fn poll_update(
+    job: &JobRow,
+    answer: Result<JobStatus, ZohoError>,
+    settings: &super::WorkerSettings,
+    now: i64,
+) -> JobUpdate {
+    match answer {
+        Ok(status) => {
+            let counts = JobCounts {
+                total: status.total,
+                deleted: status.deleted,
+                failed: status.failed,
+            };
+            if status.is_final() {
+                JobUpdate::Finished {
+                    completed: status.status == "COMPLETED",
+                    error: (status.status != "COMPLETED")
+                        .then(|| format!("Zoho reports the job {}", status.status)),
+                    status: status.status,
+                    counts,
+                }
+            } else {
+                JobUpdate::Progress {
+                    status: status.status,
+                    counts,
+                    next_poll_at: now + poll_interval_ms(job.polls + 1, settings),
+                }
+            }
+        }
+        Err(e) => JobUpdate::PollFailed {
+            next_poll_at: now + poll_interval_ms(job.polls + 1, settings),
+            error: e.to_string(),
+        },
+    }
+}
+
+/// The wait before poll number `polls + 1`: the base interval, doubled every
+/// five polls, capped.
+pub(super) fn poll_interval_ms(polls: i64, settings: &super::WorkerSettings) -> i64 {
+    let doublings = (polls / 5).clamp(0, 20) as u32;
+    settings
+        .job_poll_interval_ms
+        .saturating_mul(1 << doublings)
+        .min(settings.job_max_poll_interval_ms)
+}
