@@ -349,3 +349,305 @@ async fn drain_status_outcomes_retry_cancel_and_resume() {
     );
     assert!(env.store.pauses().await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_every_operation_and_refuse_options_that_do_not_fit() {
+    let env = TestEnv::new(Faults::default()).await;
+    let ok = |args: &[&str]| {
+        let out = zdel(&env, args, None);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let out = ok(&[
+        "enqueue",
+        "--operation",
+        "delink",
+        "--module",
+        "Campaigns",
+        "--record",
+        "3652397000000327001",
+        "--related-list",
+        "Contacts",
+        "--ids",
+        "11,12",
+    ]);
+    assert!(
+        out.contains("queued 2 of 2 ID(s) for delink Campaigns 3652397000000327001 Contacts"),
+        "{out}"
+    );
+    ok(&["enqueue", "--operation", "contact-role", "--ids", "21,22"]);
+    ok(&[
+        "enqueue",
+        "--operation",
+        "photo",
+        "--module",
+        "Leads",
+        "--ids",
+        "31",
+    ]);
+    let out = ok(&[
+        "enqueue",
+        "--module",
+        "Leads",
+        "--ids",
+        "41,42",
+        "--strategy",
+        "mass-delete",
+    ]);
+    assert!(out.contains("by mass delete"), "{out}");
+    type Row = (
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT operation, module, record_id, related_list, related_id, strategy FROM deletion_requests ORDER BY id",
+    )
+    .fetch_all(env.store.pool())
+    .await
+    .unwrap();
+    let p = "3652397000000327001".to_string();
+    let l = Some("Contacts".to_string());
+    assert_eq!(
+        rows,
+        [
+            (
+                "delink".into(),
+                "Campaigns".into(),
+                p.clone(),
+                l.clone(),
+                Some("11".into()),
+                "auto".into()
+            ),
+            (
+                "delink".into(),
+                "Campaigns".into(),
+                p,
+                l,
+                Some("12".into()),
+                "auto".into()
+            ),
+            (
+                "delete_contact_role".into(),
+                "Contacts".into(),
+                "21".into(),
+                None,
+                None,
+                "auto".into()
+            ),
+            (
+                "delete_contact_role".into(),
+                "Contacts".into(),
+                "22".into(),
+                None,
+                None,
+                "auto".into()
+            ),
+            (
+                "delete_photo".into(),
+                "Leads".into(),
+                "31".into(),
+                None,
+                None,
+                "auto".into()
+            ),
+            (
+                "delete".into(),
+                "Leads".into(),
+                "41".into(),
+                None,
+                None,
+                "mass_delete".into()
+            ),
+            (
+                "delete".into(),
+                "Leads".into(),
+                "42".into(),
+                None,
+                None,
+                "mass_delete".into()
+            ),
+        ]
+    );
+    for (args, expected) in [
+        (
+            vec![
+                "enqueue",
+                "--operation",
+                "delink",
+                "--module",
+                "Campaigns",
+                "--ids",
+                "1",
+            ],
+            "delink needs --record",
+        ),
+        (
+            vec![
+                "enqueue",
+                "--operation",
+                "delink",
+                "--module",
+                "Campaigns",
+                "--record",
+                "x1",
+                "--related-list",
+                "Contacts",
+                "--ids",
+                "1",
+            ],
+            "--record \"x1\"",
+        ),
+        (
+            vec![
+                "enqueue", "--module", "Leads", "--record", "1", "--ids", "1",
+            ],
+            "delink only",
+        ),
+        (
+            vec![
+                "enqueue",
+                "--module",
+                "Leads",
+                "--ids",
+                "1",
+                "--strategy",
+                "mass-delete",
+                "--no-workflow",
+            ],
+            "cannot suppress workflow",
+        ),
+        (
+            vec![
+                "enqueue",
+                "--operation",
+                "photo",
+                "--module",
+                "Leads",
+                "--ids",
+                "1",
+                "--strategy",
+                "mass-delete",
+            ],
+            "--strategy goes with --operation delete",
+        ),
+        (
+            vec![
+                "enqueue",
+                "--operation",
+                "contact-role",
+                "--module",
+                "Leads",
+                "--ids",
+                "1",
+            ],
+            "contact roles belong to Contacts",
+        ),
+        (vec!["enqueue", "--ids", "1"], "--module is required"),
+    ] {
+        let out = zdel(&env, &args, None);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(
+        queued(&env).await.len(),
+        7,
+        "refused commands queued nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mass_delete_shows_what_it_deletes_and_needs_yes_off_a_terminal() {
+    let env = TestEnv::new(Faults::default()).await;
+    let args = [
+        "mass-delete",
+        "--module",
+        "Leads",
+        "--cvid",
+        "3652397000000538003",
+        "--territory",
+        "3652397000007622003",
+        "--include-child",
+    ];
+    let out = zdel(&env, &args, None);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("view:      3652397000000538003"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stdout).contains("territory: 3652397000007622003 (with child territories)"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(text(&out.stderr).contains("--yes"), "{}", text(&out.stderr));
+    assert!(env.store.jobs().await.unwrap().is_empty());
+
+    let mut with_yes = args.to_vec();
+    with_yes.push("--yes");
+    let out = zdel(&env, &with_yes, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let jobs = env.store.jobs().await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (
+            jobs[0].territory_id.as_deref(),
+            jobs[0].include_child,
+            jobs[0].state.as_str()
+        ),
+        (Some("3652397000007622003"), true, "pending")
+    );
+    let out = zdel(&env, &with_yes, None);
+    assert_eq!(out.status.code(), Some(2), "the same view twice is refused");
+    assert!(
+        text(&out.stderr).contains("already queued"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = zdel(&env, &["jobs"], None);
+    assert!(
+        text(&out.stdout).contains("3652397000000538003") && text(&out.stdout).contains("pending"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = zdel(
+        &env,
+        &["jobs", "--reschedule", &jobs[0].id.to_string()],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a pending job cannot be rescheduled"
+    );
+    let out = zdel(&env, &["jobs", "--cancel", &jobs[0].id.to_string()], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(env.store.jobs().await.unwrap()[0].state, "cancelled");
+    let out = zdel(
+        &env,
+        &[
+            "mass-delete",
+            "--module",
+            "Leads",
+            "--cvid",
+            "12ab",
+            "--yes",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+}

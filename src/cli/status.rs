@@ -57,6 +57,12 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
             report.waiting_to_retry
         );
     }
+    if report.mass_delete_without_workflow > 0 {
+        println!(
+            "\n{} queued request(s) ask for mass delete with wf_trigger = 0: they go as plain DELETEs (100 IDs a call), because mass delete cannot suppress workflow rules",
+            report.mass_delete_without_workflow
+        );
+    }
     if report.pauses.is_empty() {
         println!("\nno paused lanes");
     } else {

@@ -137,6 +137,10 @@ struct Inner {
     views: HashMap<(String, String), Vec<String>>,
     jobs: HashMap<String, Job>,
     job_counter: u64,
+    /// Modules that exist: any seeded one (plus Contacts, for roles).
+    modules: HashSet<String>,
+    /// module → how many more schedule POSTs answer ALREADY_SCHEDULED (another mass action runs).
+    occupied: HashMap<String, u32>,
 }
 
 /// A mass-delete job over a custom view: it deletes `per_poll` records each
@@ -231,6 +235,7 @@ impl Sandbox {
     /// Make these records exist in `module`.
     pub fn add_records<S: AsRef<str>>(&self, module: &str, ids: impl IntoIterator<Item = S>) {
         let mut inner = self.lock();
+        inner.modules.insert(module.to_string());
         let set = inner.records.entry(module.to_string()).or_default();
         set.extend(ids.into_iter().map(|s| s.as_ref().to_string()));
     }
@@ -284,6 +289,7 @@ impl Sandbox {
         ids: impl IntoIterator<Item = S>,
     ) {
         let mut inner = self.lock();
+        inner.modules.insert(module.to_string());
         let key = (
             module.to_string(),
             record.to_string(),
@@ -317,6 +323,7 @@ impl Sandbox {
     /// Give these records of `module` a photo.
     pub fn add_photos<S: AsRef<str>>(&self, module: &str, ids: impl IntoIterator<Item = S>) {
         let mut inner = self.lock();
+        inner.modules.insert(module.to_string());
         for id in ids {
             inner
                 .photos
@@ -340,6 +347,7 @@ impl Sandbox {
     ) {
         let ids: Vec<String> = ids.into_iter().map(|s| s.as_ref().to_string()).collect();
         let mut inner = self.lock();
+        inner.modules.insert(module.to_string());
         inner
             .records
             .entry(module.to_string())
@@ -348,6 +356,12 @@ impl Sandbox {
         inner
             .views
             .insert((module.to_string(), cvid.to_string()), ids);
+    }
+
+    /// The next `posts` custom-view mass deletes of `module` answer
+    /// ALREADY_SCHEDULED, as if someone else's mass action were running.
+    pub fn occupy_module(&self, module: &str, posts: u32) {
+        self.lock().occupied.insert(module.to_string(), posts);
     }
 
     /// Forget every issued access token: the next calls get 401 INVALID_TOKEN.
@@ -555,12 +569,7 @@ fn faulty(
                 "permission denied to delete records",
             );
         }
-        if !faults.every_id_exists
-            && !inner.records.contains_key(module)
-            && !inner.relations.keys().any(|(m, _, _)| m == module)
-            && !inner.photos.iter().any(|(m, _)| m == module)
-            && module != "Contacts"
-        {
+        if !faults.every_id_exists && !inner.modules.contains(module) && module != "Contacts" {
             return zoho_error(
                 StatusCode::BAD_REQUEST,
                 "INVALID_MODULE",
@@ -818,7 +827,14 @@ async fn post_mass_delete(
     };
     let _territory = body.territory;
     gated(&sb, &headers, "mass_delete_view", &module, &[], |inner, _| {
-        if inner.jobs.values().any(|j| j.module == module && j.status != "COMPLETED") {
+        let occupied = match inner.occupied.get_mut(&module) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        };
+        if occupied || inner.jobs.values().any(|j| j.module == module && j.status != "COMPLETED") {
             return answered((StatusCode::BAD_REQUEST, Json(json!({"data": [{"code": "ALREADY_SCHEDULED", "details": {}, "message": "a mass delete job is already running", "status": "error"}]}))).into_response());
         }
         let Some(view) = inner.views.get(&(module.clone(), cvid.clone())).cloned() else {

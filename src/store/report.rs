@@ -44,6 +44,9 @@ pub struct StatusReport {
     pub waiting_to_retry: i64,
     pub pauses: Vec<Pause>,
     pub recent_errors: Vec<ErrorRow>,
+    /// Live rows that ask for mass delete with wf_trigger = 0: they are sent
+    /// as plain deletes, because mass delete cannot suppress workflows.
+    pub mass_delete_without_workflow: i64,
 }
 
 /// Totals by state, for progress displays.
@@ -122,9 +125,16 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
+        let mass_delete_without_workflow = sqlx::query_scalar(
+            "SELECT count(*) FROM deletion_requests
+             WHERE state IN ('pending', 'running') AND strategy = 'mass_delete' AND wf_trigger = 0",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         Ok(StatusReport {
             counts,
             waiting_to_retry,
+            mass_delete_without_workflow,
             pauses: self.pauses().await?,
             recent_errors,
         })

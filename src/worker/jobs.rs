@@ -220,3 +220,150 @@ pub(super) fn poll_interval_ms(polls: i64, settings: &super::WorkerSettings) -> 
         .saturating_mul(1 << doublings)
         .min(settings.job_max_poll_interval_ms)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::{RetryPolicy, WorkerSettings};
+    use std::time::Duration;
+
+    fn settings() -> WorkerSettings {
+        WorkerSettings {
+            batch_size: 100,
+            lease_ms: 60_000,
+            poll_interval: Duration::from_millis(500),
+            shutdown_grace: Duration::from_secs(1),
+            auth_probe_interval: Duration::from_secs(1),
+            retry: RetryPolicy {
+                max_attempts: 5,
+                base_delay_ms: 1_000,
+                max_delay_ms: 60_000,
+            },
+            default_strategy: crate::config::DeleteStrategy::Delete,
+            job_poll_interval_ms: 5_000,
+            job_max_poll_interval_ms: 60_000,
+        }
+    }
+
+    fn job() -> JobRow {
+        JobRow {
+            id: 7,
+            module: "Leads".into(),
+            cvid: "1".into(),
+            territory_id: None,
+            include_child: false,
+            state: "running".into(),
+            job_id: Some("9".into()),
+            zoho_status: None,
+            total_count: None,
+            deleted_count: None,
+            failed_count: None,
+            post_attempts: 1,
+            polls: 0,
+            next_action_at: 0,
+            last_error: None,
+            created_at: 0,
+            updated_at: 0,
+            scheduled_at: None,
+            finished_at: None,
+        }
+    }
+
+    fn status(s: &str) -> Result<JobStatus, ZohoError> {
+        Ok(JobStatus {
+            status: s.into(),
+            total: Some(10),
+            deleted: Some(4),
+            failed: Some(0),
+        })
+    }
+
+    #[test]
+    fn unknown_statuses_mean_still_running() {
+        for s in [
+            "SCHEDULED",
+            "QUEUED",
+            "RUNNING",
+            "SUSPENDED",
+            "PAUSED_FOR_REVIEW",
+            "",
+        ] {
+            assert!(
+                matches!(
+                    poll_update(&job(), status(s), &settings(), 0),
+                    JobUpdate::Progress { .. }
+                ),
+                "{s}"
+            );
+        }
+        assert!(matches!(
+            poll_update(&job(), status("COMPLETED"), &settings(), 0),
+            JobUpdate::Finished {
+                completed: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            poll_update(&job(), status("FAILED"), &settings(), 0),
+            JobUpdate::Finished {
+                completed: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn polls_back_off_to_the_cap() {
+        let s = settings();
+        assert_eq!(poll_interval_ms(1, &s), 5_000);
+        assert_eq!(poll_interval_ms(5, &s), 10_000);
+        assert_eq!(poll_interval_ms(10, &s), 20_000);
+        assert_eq!(poll_interval_ms(100, &s), 60_000);
+    }
+
+    #[test]
+    fn schedule_answers_map_to_the_safe_update() {
+        let s = settings();
+        let refused = |code: &str| {
+            Ok(ScheduleAnswer::Refused {
+                code: code.into(),
+                message: "m".into(),
+            })
+        };
+        assert!(matches!(
+            schedule_update(&job(), refused("ALREADY_SCHEDULED"), &s, 0),
+            JobUpdate::NotScheduled { .. }
+        ));
+        assert!(matches!(
+            schedule_update(&job(), refused("NO_RECORDS_FOUND"), &s, 0),
+            JobUpdate::Finished {
+                completed: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            schedule_update(&job(), refused("NOT_SUPPORTED"), &s, 0),
+            JobUpdate::Refused { .. }
+        ));
+        let timeout = Err(ZohoError::Transient {
+            code: "TIMEOUT".into(),
+            message: "m".into(),
+            http_status: None,
+            ambiguous: true,
+        });
+        assert!(matches!(
+            schedule_update(&job(), timeout, &s, 0),
+            JobUpdate::Uncertain { .. }
+        ));
+        let refused_conn = Err(ZohoError::Transient {
+            code: "CONNECT_FAILED".into(),
+            message: "m".into(),
+            http_status: None,
+            ambiguous: false,
+        });
+        assert!(matches!(
+            schedule_update(&job(), refused_conn, &s, 0),
+            JobUpdate::NotScheduled { .. }
+        ));
+    }
+}

@@ -109,6 +109,25 @@ impl TestEnv {
         enqueuer.commit().await.unwrap();
     }
 
+    /// Queue `ids` shaped by `template` (any operation).
+    pub async fn enqueue_template(&self, template: &RequestTemplate, ids: &[String]) -> u64 {
+        let mut enqueuer = self.store.begin_enqueue().await.unwrap();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let n = enqueuer.add(template, &refs).await.unwrap();
+        enqueuer.commit().await.unwrap();
+        n
+    }
+
+    /// Calls the sandbox saw at `endpoint`.
+    pub fn calls_to(&self, endpoint: &str) -> u64 {
+        self.sb()
+            .stats()
+            .calls_by_endpoint
+            .get(endpoint)
+            .copied()
+            .unwrap_or(0)
+    }
+
     pub fn client(&self) -> Arc<ZohoClient> {
         Arc::new(ZohoClient::from_config(&self.config()).unwrap())
     }
