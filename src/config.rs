@@ -25,8 +25,11 @@ pub enum ConfigError {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Keys in a file or `ZDEL__*` variable that zdel does not know (typos):
+    /// reported as warnings at start-up, naming each key.
+    #[serde(skip)]
+    pub unknown_keys: Vec<String>,
     pub database: DatabaseConfig,
     pub zoho: ZohoConfig,
     pub limits: LimitsConfig,
@@ -37,7 +40,6 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MassDeleteConfig {
     pub poll_interval_ms: u64,
     pub max_poll_interval_ms: u64,
@@ -52,14 +54,12 @@ pub enum DeleteStrategy {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     pub url: String,
     pub busy_timeout_ms: u64,
 }
 
 #[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ZohoConfig {
     pub accounts_url: String,
     pub api_domain: String,
@@ -92,15 +92,14 @@ impl std::fmt::Debug for ZohoConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     pub requests_per_second: u32,
     pub burst: u32,
     pub max_concurrency: u32,
+    pub max_deletions_per_day: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     pub max_attempts: u32,
     pub base_delay_ms: u64,
@@ -108,7 +107,6 @@ pub struct RetryConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct WorkerConfig {
     pub poll_interval_ms: u64,
     pub batch_size: u32,
@@ -118,7 +116,6 @@ pub struct WorkerConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub level: String,
     pub format: LogFormat,
@@ -177,9 +174,13 @@ impl Config {
         let loaded = builder
             .build()
             .map_err(|e| ConfigError::Load(e.to_string()))?;
-        let config: Config = loaded
-            .try_deserialize()
-            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        let mut unknown_keys = Vec::new();
+        let mut config: Config = serde_ignored::deserialize(loaded, |path| {
+            unknown_keys.push(path.to_string());
+        })
+        .map_err(|e| ConfigError::Load(e.to_string()))?;
+        unknown_keys.sort();
+        config.unknown_keys = unknown_keys;
         config.validate()?;
         Ok(config)
     }
@@ -395,11 +396,18 @@ mod tests {
     }
 
     #[test]
-    fn unknown_key_in_file_is_rejected_by_name() {
+    fn unknown_keys_are_collected_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("zdel.toml");
         std::fs::write(&path, "[limits]\nrequest_per_second = 3\n").unwrap();
-        let err = Config::load_with_env(Some(&path), env(&[])).unwrap_err();
-        assert!(err.to_string().contains("request_per_second"), "{err}");
+        let c = Config::load_with_env(Some(&path), env(&[("ZDEL__WORKER__POLL_MS", "5")])).unwrap();
+        assert_eq!(
+            c.unknown_keys,
+            ["limits.request_per_second", "worker.poll_ms"]
+        );
+        assert_eq!(
+            c.limits.requests_per_second, 10,
+            "the typo did not set anything"
+        );
     }
 }

@@ -2,17 +2,27 @@
 //! operation: delete records (plain or mass delete), delink related records
 //! from one parent, delete contact roles, delete record photos.
 //!
-//! The input is read as a stream, line by line, and validated as it goes;
-//! everything is inserted in one transaction, so a bad line anywhere means
-//! nothing from this command is queued. A UTF-8 BOM, CRLF line endings,
-//! blank lines and `#` comments are accepted. IDs already pending or running
-//! (including repeats within the input) are skipped and counted.
+//! Input of any size is streamed in constant memory, in two passes:
+//!
+//! 1. **validate** every line (stdin is copied to a private temp file as it
+//!    is read). A bad line anywhere stops the command with the line number,
+//!    exit status 2, and nothing queued.
+//! 2. **insert** in transactions of [`COMMIT_IDS`] IDs, so a 5-million-line
+//!    file never holds SQLite's write lock for long (the daemon keeps
+//!    deleting meanwhile) and the WAL stays small.
+//!
+//! If pass 2 is interrupted (a crash, a full disk), what was committed stays
+//! queued and the command says so: running the same command again finishes
+//! the job, because IDs already pending or running are skipped. A UTF-8 BOM,
+//! CRLF line endings, blank lines and `#` comments are accepted. IDs already
+//! queued (including repeats within the input) are skipped and counted.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::UsageError;
 use crate::config::Config;
@@ -135,38 +145,58 @@ fn template(opts: &Opts) -> Result<RequestTemplate, UsageError> {
 /// IDs inserted per statement: large enough to be fast, small enough to
 /// keep memory flat whatever the input size.
 const CHUNK_IDS: usize = 5_000;
+/// IDs per transaction in pass 2: each commit holds the write lock for a
+/// fraction of a second, well inside the daemon's busy timeout.
+pub const COMMIT_IDS: u64 = 50_000;
 
-pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
-    let template = template(&opts)?;
-    let reader: Box<dyn Read> = match (&opts.ids, &opts.file) {
-        (Some(ids), _) => Box::new(std::io::Cursor::new(ids.replace(',', "\n").into_bytes())),
-        (None, Some(path)) if path.as_os_str() == "-" => Box::new(std::io::stdin()),
-        (None, Some(path)) => Box::new(open_input(path)?),
-        (None, None) => return Err(UsageError("give --ids or --file".into()).into()),
-    };
-    let source = match (&opts.ids, &opts.file) {
-        (Some(_), _) => "--ids".to_string(),
-        (None, Some(p)) if p.as_os_str() == "-" => "stdin".to_string(),
-        (None, Some(p)) => p.display().to_string(),
-        _ => String::new(),
-    };
-    let store = super::open_store(&config).await?;
-    let mut enqueuer = store.begin_enqueue().await?;
-    let mut lines = BufReader::new(reader);
+/// Where the IDs come from.
+enum Source {
+    Ids(String),
+    File(PathBuf),
+    /// Stdin, spooled during validation.
+    Stdin(tempfile::NamedTempFile),
+}
+
+impl Source {
+    fn open(&self) -> anyhow::Result<Box<dyn Read + Send>> {
+        Ok(match self {
+            Source::Ids(ids) => Box::new(std::io::Cursor::new(ids.replace(',', "\n").into_bytes())),
+            Source::File(path) => Box::new(open_input(path)?),
+            Source::Stdin(spool) => Box::new(std::fs::File::open(spool.path())?),
+        })
+    }
+}
+
+/// Read `reader` line by line, calling `each` with every valid ID; a bad
+/// line stops it with an error naming the line.
+fn for_each_id(
+    reader: impl Read,
+    name: &str,
+    progress: &ProgressBar,
+    mut spool: Option<&mut dyn Write>,
+    mut each: impl FnMut(&str) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let mut lines = BufReader::with_capacity(1 << 16, reader);
     let mut line = Vec::new();
-    let mut chunk: Vec<String> = Vec::with_capacity(CHUNK_IDS);
-    let (mut line_no, mut seen, mut inserted) = (0u64, 0u64, 0u64);
+    let mut line_no = 0u64;
     loop {
         line.clear();
         let n = lines
             .read_until(b'\n', &mut line)
-            .map_err(|e| UsageError(format!("{source}: could not read: {e}")))?;
+            .map_err(|e| UsageError(format!("{name}: could not read: {e}")))?;
         if n == 0 {
-            break;
+            return Ok(line_no);
+        }
+        progress.inc(n as u64);
+        if let Some(out) = spool.as_mut() {
+            out.write_all(&line)?;
         }
         line_no += 1;
-        let text = std::str::from_utf8(&line)
-            .map_err(|_| UsageError(format!("{source}: line {line_no} is not valid UTF-8")))?;
+        let text = std::str::from_utf8(&line).map_err(|_| {
+            UsageError(format!(
+                "{name}: line {line_no} is not valid UTF-8; nothing was queued"
+            ))
+        })?;
         let text = if line_no == 1 {
             text.trim_start_matches('\u{feff}')
         } else {
@@ -178,24 +208,127 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         }
         if !super::is_record_id(id) {
             return Err(UsageError(format!(
-                "{source}: line {line_no}: {id:?} is not a record ID (1 to 19 digits); nothing was queued"
+                "{name}: line {line_no}: {id:?} is not a record ID (1 to 19 digits); nothing was queued"
             ))
             .into());
         }
-        seen += 1;
-        chunk.push(id.to_string());
-        if chunk.len() == CHUNK_IDS {
-            inserted += add_chunk(&mut enqueuer, &template, &chunk).await?;
-            chunk.clear();
+        each(id)?;
+    }
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{what} {{bar:40}} {{bytes}}/{{total_bytes}} ({{bytes_per_sec}}, {{eta}})"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
+    let template = template(&opts)?;
+    let (mut source, name, size) = match (&opts.ids, &opts.file) {
+        (Some(ids), _) => (
+            Source::Ids(ids.clone()),
+            "--ids".to_string(),
+            ids.len() as u64,
+        ),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let spool = tempfile::NamedTempFile::new()
+                .map_err(|e| anyhow::anyhow!("could not create a temp file to hold stdin: {e}"))?;
+            (Source::Stdin(spool), "stdin".to_string(), 0)
         }
-    }
-    inserted += add_chunk(&mut enqueuer, &template, &chunk).await?;
+        (None, Some(path)) => {
+            let size = open_input(path)?.metadata().map(|m| m.len()).unwrap_or(0);
+            (Source::File(path.clone()), path.display().to_string(), size)
+        }
+        (None, None) => return Err(UsageError("give --ids or --file".into()).into()),
+    };
+
+    // Pass 1: validate everything before queueing anything.
+    let progress = bar(size, "checking");
+    let mut seen = 0u64;
+    let checked = match &mut source {
+        Source::Stdin(spool) => {
+            let mut out = std::io::BufWriter::new(spool.as_file_mut());
+            let r = for_each_id(
+                std::io::stdin().lock(),
+                &name,
+                &progress,
+                Some(&mut out),
+                |_| {
+                    seen += 1;
+                    Ok(())
+                },
+            );
+            out.flush()?;
+            r
+        }
+        other => for_each_id(other.open()?, &name, &progress, None, |_| {
+            seen += 1;
+            Ok(())
+        }),
+    };
+    progress.finish_and_clear();
+    checked?;
     if seen == 0 {
-        return Err(
-            UsageError(format!("{source}: no record IDs found; nothing was queued")).into(),
-        );
+        return Err(UsageError(format!("{name}: no record IDs found; nothing was queued")).into());
     }
-    enqueuer.commit().await?;
+
+    // Pass 2: insert in bounded transactions.
+    let store = super::open_store(&config).await?;
+    let progress = bar(size.max(1), "queueing");
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<String>>(4);
+    let reader = source.open()?;
+    let reader_name = name.clone();
+    let reader_progress = progress.clone();
+    let read_task = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+        let mut chunk = Vec::with_capacity(CHUNK_IDS);
+        let lines = for_each_id(reader, &reader_name, &reader_progress, None, |id| {
+            chunk.push(id.to_string());
+            if chunk.len() == CHUNK_IDS {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_IDS));
+                tx.blocking_send(full)
+                    .map_err(|_| anyhow::anyhow!("the writer stopped"))?;
+            }
+            Ok(())
+        })?;
+        if !chunk.is_empty() {
+            tx.blocking_send(chunk)
+                .map_err(|_| anyhow::anyhow!("the writer stopped"))?;
+        }
+        Ok(lines)
+    });
+    let (mut inserted, mut committed, mut in_tx) = (0u64, 0u64, 0u64);
+    let mut enqueuer = store.begin_enqueue().await?;
+    let written: anyhow::Result<()> = async {
+        while let Some(chunk) = rx.recv().await {
+            let ids: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            inserted += enqueuer.add(&template, &ids).await?;
+            in_tx += chunk.len() as u64;
+            if in_tx >= COMMIT_IDS {
+                enqueuer.commit().await?;
+                committed = inserted;
+                in_tx = 0;
+                enqueuer = store.begin_enqueue().await?;
+            }
+        }
+        enqueuer.commit().await?;
+        committed = inserted;
+        Ok(())
+    }
+    .await;
+    let read: anyhow::Result<u64> = read_task
+        .await
+        .map_err(|e| anyhow::anyhow!("reader failed: {e}"))?;
+    progress.finish_and_clear();
+    if let Err(e) = written.and(read.map(|_| ())) {
+        return Err(e.context(format!(
+            "{committed} ID(s) were queued before this failure and stay queued; run the same command again to queue the rest (IDs already queued are skipped)"
+        )));
+    }
     store.close().await;
     let target = match &template.parent {
         Some((record, list)) => format!("{} {record} {list}", template.module),
@@ -217,15 +350,6 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         seen - inserted
     );
     Ok(ExitCode::SUCCESS)
-}
-
-async fn add_chunk(
-    enqueuer: &mut crate::store::Enqueuer,
-    template: &RequestTemplate,
-    chunk: &[String],
-) -> anyhow::Result<u64> {
-    let ids: Vec<&str> = chunk.iter().map(String::as_str).collect();
-    Ok(enqueuer.add(template, &ids).await?)
 }
 
 fn open_input(path: &PathBuf) -> anyhow::Result<std::fs::File> {

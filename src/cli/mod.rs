@@ -6,6 +6,7 @@
 //! left that it cannot do (paused lanes, rejected credentials).
 
 mod cancel;
+mod check;
 mod demo;
 mod enqueue;
 mod jobs;
@@ -47,12 +48,14 @@ pub enum Command {
     Demo(demo::Opts),
     /// Create or upgrade the database (serve and drain do it too).
     Migrate,
+    /// Check the config, the database and the credentials (one token refresh).
+    Check,
     /// Queue record IDs for deletion.
     Enqueue(enqueue::Opts),
     /// Run the workers until SIGTERM/SIGINT.
-    Serve,
+    Serve(serve::Opts),
     /// Run the workers until nothing is left to do, then exit.
-    Drain,
+    Drain(serve::Opts),
     /// Counts by state and module, paused lanes, recent errors.
     Status(status::Opts),
     /// One row per request with its outcome, as CSV or JSON lines.
@@ -93,7 +96,12 @@ pub fn main(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("zdel: {e:#}");
-            if e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<ConfigError>().is_some()
+            let unopenable = e
+                .downcast_ref::<crate::store::StoreError>()
+                .is_some_and(|s| s.is_unopenable());
+            if e.downcast_ref::<UsageError>().is_some()
+                || e.downcast_ref::<ConfigError>().is_some()
+                || unopenable
             {
                 ExitCode::from(2)
             } else {
@@ -105,13 +113,19 @@ pub fn main(cli: Cli) -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(cli.config.as_deref())?;
+    for key in &config.unknown_keys {
+        eprintln!(
+            "zdel: warning: unknown configuration key `{key}` is ignored (a typo? every key is listed in config/default.toml)"
+        );
+    }
     init_tracing(&config, matches!(cli.command, Command::Demo(_)));
     match cli.command {
         Command::Demo(opts) => demo::run(config, opts).await,
         Command::Migrate => migrate::run(config).await,
+        Command::Check => check::run(config).await,
         Command::Enqueue(opts) => enqueue::run(config, opts).await,
-        Command::Serve => serve::run(config, crate::worker::RunMode::Serve).await,
-        Command::Drain => serve::run(config, crate::worker::RunMode::Drain).await,
+        Command::Serve(opts) => serve::run(config, crate::worker::RunMode::Serve, opts).await,
+        Command::Drain(opts) => serve::run(config, crate::worker::RunMode::Drain, opts).await,
         Command::Status(opts) => status::run(config, opts).await,
         Command::Outcomes(opts) => outcomes::run(config, opts).await,
         Command::Retry(opts) => retry::run(config, opts).await,

@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use clap::Args;
+
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -10,19 +12,24 @@ use crate::config::Config;
 use crate::worker::{self, RunMode, StopReason, WorkerSettings};
 use crate::zoho::ZohoClient;
 
-pub async fn run(config: Config, mode: RunMode) -> anyhow::Result<ExitCode> {
+#[derive(Debug, Args)]
+pub struct Opts {
+    /// Claim and group as for real and log every call it would make, but
+    /// send nothing to Zoho and leave every row pending.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub async fn run(config: Config, mode: RunMode, opts: Opts) -> anyhow::Result<ExitCode> {
     let client = Arc::new(ZohoClient::from_config(&config)?);
     let store = super::open_store(&config).await?;
     let shutdown = CancellationToken::new();
     spawn_signal_listener(shutdown.clone());
-    let summary = worker::run(
-        store.clone(),
-        client,
-        WorkerSettings::from_config(&config),
-        mode,
-        shutdown,
-    )
-    .await?;
+    let settings = WorkerSettings {
+        dry_run: opts.dry_run,
+        ..WorkerSettings::from_config(&config)
+    };
+    let summary = worker::run(store.clone(), client, settings, mode, shutdown).await?;
     store.close().await;
     match summary.reason {
         StopReason::Shutdown | StopReason::Drained => {
@@ -38,6 +45,13 @@ pub async fn run(config: Config, mode: RunMode) -> anyhow::Result<ExitCode> {
         StopReason::DrainedExceptUncertainJobs { jobs } => {
             eprintln!(
                 "zdel: drained, but {jobs} mass-delete job(s) are uncertain and need an operator: see `zdel jobs`"
+            );
+            Ok(ExitCode::from(super::EXIT_WORK_LEFT))
+        }
+        StopReason::DailyCapReached { pending } => {
+            eprintln!(
+                "zdel: limits.max_deletions_per_day ({}) reached with {pending} row(s) pending: run again tomorrow, or raise the cap",
+                config.limits.max_deletions_per_day
             );
             Ok(ExitCode::from(super::EXIT_WORK_LEFT))
         }

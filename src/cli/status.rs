@@ -19,9 +19,15 @@ pub struct Opts {
 pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let store = super::open_store(&config).await?;
     let report = store.status(now_ms()).await?;
+    let cap = config.limits.max_deletions_per_day;
+    let last_24h = store.succeeded_since(now_ms() - 24 * 3600 * 1000).await?;
     store.close().await;
     if opts.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut value = serde_json::to_value(&report)?;
+        value["succeeded_last_24h"] = last_24h.into();
+        value["max_deletions_per_day"] = cap.into();
+        value["daily_cap_reached"] = (cap > 0 && last_24h as u64 >= cap).into();
+        println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
     let mut by_lane: BTreeMap<(String, String), [i64; 5]> = BTreeMap::new();
@@ -51,6 +57,16 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         "{:<24} {:<12} {:>10} {:>8} {:>10} {:>8} {:>10}",
         "total", "", totals[0], totals[1], totals[2], totals[3], totals[4]
     );
+    if cap > 0 {
+        println!(
+            "\n{last_24h} deletion(s) succeeded in the last 24 hours (limits.max_deletions_per_day = {cap})"
+        );
+        if last_24h as u64 >= cap {
+            println!(
+                "DAILY CAP REACHED: zdel claims nothing new until the rolling 24-hour count drops below the cap"
+            );
+        }
+    }
     if report.waiting_to_retry > 0 {
         println!(
             "\n{} pending request(s) are waiting out a retry delay",

@@ -134,6 +134,15 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// The database file could not be created with owner-only permissions.
+    #[error(
+        "could not create the database file {path} (database.url): {source}. Check that the directory exists and is writable by this user"
+    )]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// `database.url` is not a path or sqlite URL.
     #[error("database.url {url:?} is not a SQLite path or URL: {source}")]
     BadUrl {
@@ -150,6 +159,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// True when the database could not be opened at all: a configuration
+    /// problem (`database.url`), not a runtime failure.
+    pub fn is_unopenable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Open { .. } | StoreError::Create { .. } | StoreError::BadUrl { .. }
+        )
+    }
+
     /// True when the statement failed on a constraint (CHECK, UNIQUE, NOT NULL).
     pub fn is_constraint_violation(&self) -> bool {
         match self {
@@ -185,6 +203,7 @@ impl Store {
             .foreign_keys(true)
             .busy_timeout(busy_timeout);
         let path = options.get_filename().to_path_buf();
+        create_owner_only(&path)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(POOL_CONNECTIONS)
             .connect_with(options)
@@ -217,6 +236,27 @@ impl Store {
         // IMMEDIATE takes the write lock up front: a deferred transaction that
         // reads and then writes can fail with SQLITE_BUSY despite busy_timeout.
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// A database file zdel creates is readable by its owner only: it holds
+/// what an organisation chose to delete. (SQLite gives its -wal and -shm
+/// files the same permissions.) An existing file keeps its permissions.
+fn create_owner_only(path: &Path) -> Result<(), StoreError> {
+    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" || path.exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::Create {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 

@@ -407,12 +407,14 @@ impl Store {
     }
 
     /// Put rows whose lease ran out back to pending: their holder died or hung.
-    /// The call may have reached Zoho, so the attempt counts as ambiguous.
+    /// The call may have reached Zoho, so the attempt counts as ambiguous —
+    /// unless the holder was a dry run, which never sends anything.
     pub async fn reap_expired_leases(&self, now_ms: i64) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
         let result = sqlx::query(
             "UPDATE deletion_requests
-             SET state = 'pending', ambiguous_attempts = ambiguous_attempts + 1,
+             SET state = 'pending',
+                 ambiguous_attempts = ambiguous_attempts + (lease_owner NOT LIKE 'dry-run:%'),
                  outcome_code = 'LEASE_EXPIRED',
                  outcome_message = 'the worker holding this row stopped answering (crash or hang); returned to the queue',
                  updated_at = ?1,
@@ -440,6 +442,21 @@ impl Store {
              WHERE state = 'running' AND lease_owner = ?2",
         )
         .bind(now_ms)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(result.rows_affected())
+    }
+
+    /// End of a dry run: rows it claimed go back to pending exactly as they were.
+    pub async fn release_dry_run(&self, owner: &str) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let result = sqlx::query(
+            "UPDATE deletion_requests
+             SET state = 'pending', lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
+             WHERE state = 'running' AND lease_owner = ?1 AND lease_owner LIKE 'dry-run:%'",
+        )
         .bind(owner)
         .execute(&mut *tx)
         .await?;

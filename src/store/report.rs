@@ -159,6 +159,16 @@ impl Store {
         Ok(totals)
     }
 
+    /// Rows that succeeded at or after `since_ms` (the daily cap's window).
+    pub async fn succeeded_since(&self, since_ms: i64) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM deletion_requests WHERE state = 'succeeded' AND finished_at >= ?1",
+        )
+        .bind(since_ms)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Rows by state and outcome code.
     pub async fn outcome_code_counts(
         &self,

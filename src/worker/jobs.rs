@@ -56,6 +56,18 @@ pub(super) async fn start_due_jobs(
     }
 }
 
+/// Dry run: say which custom-view jobs would be posted or polled, once a tick.
+pub(super) async fn log_jobs_in_dry_run(shared: &Shared) {
+    if let Ok(jobs) = shared.store.jobs().await {
+        for j in jobs
+            .iter()
+            .filter(|j| matches!(j.state.as_str(), "pending" | "running"))
+        {
+            info!(id = j.id, module = %j.module, cvid = %j.cvid, state = %j.state, "dry run: would {} this mass-delete job", if j.state == "pending" { "post" } else { "poll" });
+        }
+    }
+}
+
 async fn run_job(shared: Arc<Shared>, action: JobAction, slot: CallSlot) {
     let (job, kind) = match &action {
         JobAction::Schedule(job) => (job, "schedule"),
@@ -242,6 +254,8 @@ mod tests {
             default_strategy: crate::config::DeleteStrategy::Delete,
             job_poll_interval_ms: 5_000,
             job_max_poll_interval_ms: 60_000,
+            dry_run: false,
+            max_deletions_per_day: 0,
         }
     }
 

@@ -41,6 +41,10 @@ pub struct WorkerSettings {
     /// First and longest wait between polls of a custom-view job.
     pub job_poll_interval_ms: i64,
     pub job_max_poll_interval_ms: i64,
+    /// Claim and group as for real, log each call, send nothing, leave rows pending.
+    pub dry_run: bool,
+    /// Stop claiming once this many deletions succeeded in 24 hours (0: no cap).
+    pub max_deletions_per_day: u64,
 }
 
 impl WorkerSettings {
@@ -59,6 +63,8 @@ impl WorkerSettings {
             default_strategy: config.zoho.delete_strategy,
             job_poll_interval_ms: config.mass_delete.poll_interval_ms as i64,
             job_max_poll_interval_ms: config.mass_delete.max_poll_interval_ms as i64,
+            dry_run: false,
+            max_deletions_per_day: config.limits.max_deletions_per_day,
         }
     }
 
@@ -111,6 +117,8 @@ pub enum StopReason {
     CredentialsRejected { message: String },
     /// Drain: custom-view jobs wait for an operator (`uncertain`).
     DrainedExceptUncertainJobs { jobs: i64 },
+    /// Drain: `limits.max_deletions_per_day` is reached with rows left.
+    DailyCapReached { pending: i64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,7 +152,16 @@ struct Shared {
     batch_done: Notify,
     /// Identifies this process's leases.
     owner: String,
+    /// IDs in calls in flight: they count against the daily cap before they succeed.
+    ids_in_flight: std::sync::atomic::AtomicU64,
 }
+
+/// A dry run holds its claims for the whole run: it never records an
+/// outcome, so the rows must not return to pending (and be shown again)
+/// before it ends.
+const DRY_RUN_LEASE_MS: i64 = 24 * 3600 * 1000;
+/// The daily cap's rolling window.
+const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// Run the worker until `shutdown` is cancelled (serve) or the queue is done (drain).
 pub async fn run(
@@ -154,7 +171,17 @@ pub async fn run(
     mode: RunMode,
     shutdown: CancellationToken,
 ) -> Result<RunSummary, WorkerError> {
-    let owner = format!("zdel-{}-{:08x}", std::process::id(), rand::random::<u32>());
+    let owner = format!(
+        "{}zdel-{}-{:08x}",
+        if settings.dry_run { "dry-run:" } else { "" },
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let lease_ms = if settings.dry_run {
+        DRY_RUN_LEASE_MS
+    } else {
+        settings.lease_ms
+    };
     let shared = Arc::new(Shared {
         store,
         client,
@@ -164,7 +191,15 @@ pub async fn run(
         paused_all: Mutex::new(false),
         batch_done: Notify::new(),
         owner: owner.clone(),
+        ids_in_flight: std::sync::atomic::AtomicU64::new(0),
     });
+    if shared.settings.dry_run {
+        info!(
+            "dry run: claiming and grouping as for real; nothing is sent to Zoho and every row stays pending"
+        );
+    }
+    let mut cap_reported = false;
+    let mut dry_run_jobs_logged = false;
     info!(owner = %owner, mode = ?mode, "worker started");
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut batches = 0u64;
@@ -186,7 +221,13 @@ pub async fn run(
             if let Err(e) = maintenance(&shared).await {
                 warn!(error = %e, "queue maintenance failed; will try again");
             }
-            if !lock(&shared.paused_all).to_owned() {
+            let cap_reached = matches!(daily_budget(&shared).await, Ok(Some(0)));
+            if shared.settings.dry_run {
+                if !dry_run_jobs_logged {
+                    jobs::log_jobs_in_dry_run(&shared).await;
+                    dry_run_jobs_logged = true;
+                }
+            } else if !lock(&shared.paused_all).to_owned() && !cap_reached {
                 match jobs::start_due_jobs(&shared, &mut tasks, &shutdown).await {
                     Ok(started) => batches += started,
                     Err(e) => warn!(error = %e, "could not start mass-delete jobs; will try again"),
@@ -215,6 +256,39 @@ pub async fn run(
             slot = shared.client.acquire_slot() => slot,
             _ = shutdown.cancelled() => break StopReason::Shutdown,
         };
+        let budget = match daily_budget(&shared).await {
+            Ok(budget) => budget,
+            Err(e) => {
+                warn!(error = %e, "could not count today's deletions; not claiming until it can");
+                Some(0)
+            }
+        };
+        if budget == Some(0) {
+            drop(slot);
+            if !cap_reported {
+                warn!(
+                    cap = shared.settings.max_deletions_per_day,
+                    "limits.max_deletions_per_day reached: no new claims until the rolling 24-hour count drops"
+                );
+                cap_reported = true;
+            }
+            if mode == RunMode::Drain && tasks.is_empty() {
+                let pending = shared
+                    .store
+                    .pending_outlook(&[])
+                    .await
+                    .map(|(n, _)| n)
+                    .unwrap_or(0);
+                if pending > 0 {
+                    break StopReason::DailyCapReached { pending };
+                }
+            }
+            if !idle_wait(&shared, &shutdown, poll).await {
+                break StopReason::Shutdown;
+            }
+            continue;
+        }
+        cap_reported = false;
         let skip_modules: Vec<String> = lock(&shared.paused_modules).iter().cloned().collect();
         let skip_lanes: Vec<LaneKey> = {
             let now = Instant::now();
@@ -230,14 +304,20 @@ pub async fn run(
                 &skip_modules,
                 &skip_lanes,
                 &owner,
-                shared.settings.lease_ms,
-                &|lane| shared.settings.batch_limit(lane),
+                lease_ms,
+                &|lane| {
+                    let limit = shared.settings.batch_limit(lane);
+                    budget.map_or(limit, |b| limit.min(u32::try_from(b).unwrap_or(u32::MAX)))
+                },
             )
             .await;
         match claimed {
             Ok(Some(batch)) => {
                 cursor = Some(batch.lane.clone());
                 batches += 1;
+                shared
+                    .ids_in_flight
+                    .fetch_add(batch.rows.len() as u64, std::sync::atomic::Ordering::SeqCst);
                 let task_shared = shared.clone();
                 tasks.spawn(async move { run_batch(task_shared, batch, slot).await });
             }
@@ -265,6 +345,13 @@ pub async fn run(
     };
 
     let released_on_shutdown = finish_in_flight(&shared, &mut tasks, &owner).await?;
+    if shared.settings.dry_run {
+        let released = shared.store.release_dry_run(&owner).await?;
+        info!(
+            rows = released,
+            batches, "dry run over: every claimed row is pending again, untouched"
+        );
+    }
     info!(batches, released_on_shutdown, reason = ?reason, "worker stopped");
     Ok(RunSummary {
         reason,
@@ -300,6 +387,24 @@ async fn finish_in_flight(
         while tasks.join_next().await.is_some() {}
     }
     Ok(shared.store.release_owned(owner, now_ms()).await?)
+}
+
+/// How many more deletions the daily cap allows now (`None`: no cap).
+/// Calls in flight count as if they will succeed, so the cap is never overshot.
+async fn daily_budget(shared: &Shared) -> Result<Option<u64>, StoreError> {
+    let cap = shared.settings.max_deletions_per_day;
+    if cap == 0 {
+        return Ok(None);
+    }
+    let done = shared
+        .store
+        .succeeded_since(now_ms() - DAY_MS)
+        .await?
+        .max(0) as u64;
+    let in_flight = shared
+        .ids_in_flight
+        .load(std::sync::atomic::Ordering::SeqCst);
+    Ok(Some(cap.saturating_sub(done + in_flight)))
 }
 
 /// Wait for a poll interval, a finished batch, or shutdown. False on shutdown.
@@ -357,6 +462,12 @@ async fn drain_outlook(
     if runnable > 0 {
         return Ok(None);
     }
+    // Rows running under another owner's lease (say, a killed zdel's) are
+    // not done: wait until they finish or their lease expires and the
+    // reaper hands them back.
+    if shared.store.running_count().await? > 0 {
+        return Ok(None);
+    }
     let (live_jobs, uncertain_jobs) = shared.store.live_jobs().await?;
     if live_jobs > uncertain_jobs {
         return Ok(None);
@@ -387,6 +498,15 @@ async fn run_batch(shared: Arc<Shared>, batch: ClaimedBatch, slot: CallSlot) {
         attempt,
     );
     async move {
+        if shared.settings.dry_run {
+            info!(call = %describe_call(&batch, strategy), "dry run: would send");
+            drop(slot);
+            shared
+                .ids_in_flight
+                .fetch_sub(batch.rows.len() as u64, std::sync::atomic::Ordering::SeqCst);
+            shared.batch_done.notify_one();
+            return;
+        }
         let started = Instant::now();
         let result = send_batch(&shared.client, &slot, &batch, strategy).await;
         drop(slot);
@@ -410,10 +530,44 @@ async fn run_batch(shared: Arc<Shared>, batch: ClaimedBatch, slot: CallSlot) {
             rand::random::<f64>,
         );
         record_with_retries(&shared.store, &batch, &outcomes).await;
+        shared
+            .ids_in_flight
+            .fetch_sub(batch.rows.len() as u64, std::sync::atomic::Ordering::SeqCst);
         shared.batch_done.notify_one();
     }
     .instrument(span)
     .await
+}
+
+/// The call `batch` would make, for dry-run logs: method, path and every ID.
+fn describe_call(batch: &ClaimedBatch, strategy: Strategy) -> String {
+    let lane = &batch.lane;
+    let ids: Vec<&str> = batch.rows.iter().map(|r| r.answer_id()).collect();
+    let n = ids.len();
+    let ids = ids.join(",");
+    match lane.operation {
+        Operation::Delete if strategy == Strategy::MassDelete => {
+            format!(
+                "POST /{}/actions/mass_delete ids=[{ids}] ({n} IDs)",
+                lane.module
+            )
+        }
+        Operation::Delete => format!(
+            "DELETE /{}?ids={ids}&wf_trigger={} ({n} IDs)",
+            lane.module, lane.wf_trigger
+        ),
+        Operation::Delink => {
+            let first = &batch.rows[0];
+            format!(
+                "DELETE /{}/{}/{}?ids={ids} ({n} IDs)",
+                lane.module,
+                first.record_id,
+                first.related_list.as_deref().unwrap_or_default()
+            )
+        }
+        Operation::DeleteContactRole => format!("DELETE /Contacts/roles?ids={ids} ({n} IDs)"),
+        Operation::DeletePhoto => format!("DELETE /{}/{ids}/photo", lane.module),
+    }
 }
 
 /// The one call that carries `batch`, chosen by its operation and strategy.
