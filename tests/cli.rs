@@ -651,3 +651,73 @@ async fn mass_delete_shows_what_it_deletes_and_needs_yes_off_a_terminal() {
     );
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_files_are_checked_whole_before_anything_is_queued_then_committed_in_chunks() {
+    let env = TestEnv::new(Faults::default()).await;
+    let path = env.dir.path().join("big.txt");
+    let mut body: String = ids(0, 120_000).join("\n");
+    std::fs::write(&path, format!("{body}\n12x\n")).unwrap();
+    let out = zdel(
+        &env,
+        &[
+            "enqueue",
+            "--module",
+            "Leads",
+            "--file",
+            path.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("line 120001: \"12x\""),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        queued(&env).await.is_empty(),
+        "a bad last line must queue nothing"
+    );
+
+    // Valid, and bigger than one commit (50,000): all of it, in order.
+    body.push('\n');
+    std::fs::write(&path, &body).unwrap();
+    let out = zdel(
+        &env,
+        &[
+            "enqueue",
+            "--module",
+            "Leads",
+            "--file",
+            path.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("queued 120000 of 120000"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Running it again is the resume path: nothing is queued twice.
+    let out = zdel(
+        &env,
+        &["enqueue", "--module", "Leads", "--file", "-"],
+        Some(body.as_bytes()),
+    );
+    assert!(
+        text(&out.stdout).contains("queued 0 of 120000"),
+        "{}",
+        text(&out.stdout)
+    );
+    let (n, first, last): (i64, String, String) =
+        sqlx::query_as("SELECT count(*), min(record_id), max(record_id) FROM deletion_requests")
+            .fetch_one(env.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        (n, first.as_str(), last.as_str()),
+        (120_000, ids(0, 1)[0].as_str(), ids(119_999, 1)[0].as_str())
+    );
+}

@@ -483,13 +483,14 @@ impl Store {
         Ok((count, next_due))
     }
 
-    /// Rows in `running` state, whoever holds them.
-    pub async fn running_count(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT count(*) FROM deletion_requests WHERE state = 'running'")
-                .fetch_one(&self.pool)
-                .await?,
+    /// Rows in `running` state held by anyone but `owner`.
+    pub async fn running_elsewhere(&self, owner: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM deletion_requests WHERE state = 'running' AND lease_owner <> ?1",
         )
+        .bind(owner)
+        .fetch_one(&self.pool)
+        .await?)
     }
 }
 

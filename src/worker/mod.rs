@@ -345,13 +345,6 @@ pub async fn run(
     };
 
     let released_on_shutdown = finish_in_flight(&shared, &mut tasks, &owner).await?;
-    if shared.settings.dry_run {
-        let released = shared.store.release_dry_run(&owner).await?;
-        info!(
-            rows = released,
-            batches, "dry run over: every claimed row is pending again, untouched"
-        );
-    }
     info!(batches, released_on_shutdown, reason = ?reason, "worker stopped");
     Ok(RunSummary {
         reason,
@@ -385,6 +378,14 @@ async fn finish_in_flight(
         );
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
+    }
+    if shared.settings.dry_run {
+        let released = shared.store.release_dry_run(owner).await?;
+        info!(
+            rows = released,
+            "dry run over: every claimed row is pending again, untouched"
+        );
+        return Ok(0);
     }
     Ok(shared.store.release_owned(owner, now_ms()).await?)
 }
@@ -465,7 +466,7 @@ async fn drain_outlook(
     // Rows running under another owner's lease (say, a killed zdel's) are
     // not done: wait until they finish or their lease expires and the
     // reaper hands them back.
-    if shared.store.running_count().await? > 0 {
+    if shared.store.running_elsewhere(&shared.owner).await? > 0 {
         return Ok(None);
     }
     let (live_jobs, uncertain_jobs) = shared.store.live_jobs().await?;
