@@ -14,14 +14,32 @@ async fn a_stale_lease_cannot_overwrite_a_later_claim() {
     let store = &env.store;
 
     let first = store
-        .claim_batch(1_000, None, &[], &[], "a", 100, &|_| 100)
+        .claim_batch(
+            1_000,
+            &store.pending_lanes().await.unwrap(),
+            None,
+            &[],
+            &[],
+            "a",
+            100,
+            &|_| 100,
+        )
         .await
         .unwrap()
         .unwrap();
     assert_eq!(first.rows.len(), 3);
     assert!(
         store
-            .claim_batch(1_050, None, &[], &[], "b", 100, &|_| 100)
+            .claim_batch(
+                1_050,
+                &store.pending_lanes().await.unwrap(),
+                None,
+                &[],
+                &[],
+                "b",
+                100,
+                &|_| 100
+            )
             .await
             .unwrap()
             .is_none(),
@@ -29,7 +47,16 @@ async fn a_stale_lease_cannot_overwrite_a_later_claim() {
     );
     assert_eq!(store.reap_expired_leases(1_200).await.unwrap(), 3);
     let second = store
-        .claim_batch(1_300, None, &[], &[], "b", 100, &|_| 100)
+        .claim_batch(
+            1_300,
+            &store.pending_lanes().await.unwrap(),
+            None,
+            &[],
+            &[],
+            "b",
+            100,
+            &|_| 100,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -104,7 +131,16 @@ async fn claims_take_full_batches_in_due_order_and_skip_paused_modules() {
     let skip = vec!["Deals".to_string()];
     let mut sizes = Vec::new();
     while let Some(b) = store
-        .claim_batch(1_000, None, &skip, &[], "a", 60_000, &|_| 100)
+        .claim_batch(
+            1_000,
+            &store.pending_lanes().await.unwrap(),
+            None,
+            &skip,
+            &[],
+            "a",
+            60_000,
+            &|_| 100,
+        )
         .await
         .unwrap()
     {
@@ -113,7 +149,16 @@ async fn claims_take_full_batches_in_due_order_and_skip_paused_modules() {
     }
     assert_eq!(sizes, [100, 100, 50]);
     let deals = store
-        .claim_batch(1_000, None, &[], &[], "a", 60_000, &|_| 100)
+        .claim_batch(
+            1_000,
+            &store.pending_lanes().await.unwrap(),
+            None,
+            &[],
+            &[],
+            "a",
+            60_000,
+            &|_| 100,
+        )
         .await
         .unwrap()
         .unwrap();

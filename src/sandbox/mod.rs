@@ -100,6 +100,25 @@ pub struct SandboxStats {
 }
 
 impl SandboxStats {
+    /// Calls per second between the first and the last call's start.
+    pub fn mean_calls_per_second(&self) -> f64 {
+        match (self.call_starts.first(), self.call_starts.last()) {
+            (Some(first), Some(last)) if self.call_starts.len() > 1 => {
+                (self.call_starts.len() - 1) as f64
+                    / last.duration_since(*first).as_secs_f64().max(1e-9)
+            }
+            _ => 0.0,
+        }
+    }
+
+    /// Seconds between the first and the last call's start.
+    pub fn span_seconds(&self) -> f64 {
+        match (self.call_starts.first(), self.call_starts.last()) {
+            (Some(first), Some(last)) => last.duration_since(*first).as_secs_f64(),
+            _ => 0.0,
+        }
+    }
+
     /// The most calls that started within any one-second window.
     pub fn peak_calls_per_second(&self) -> usize {
         let starts = &self.call_starts;

@@ -210,16 +210,26 @@ impl Store {
         })
     }
 
-    /// Claim due rows of one lane, at most `limit_for(lane)` of them. Lanes
-    /// are visited in order starting after `after` (round robin, so one big
-    /// module cannot starve the others); lanes whose module is in
-    /// `skip_modules` or whose key is in `skip_lanes` are passed over. Delinks
-    /// are claimed per parent record and related list, the oldest due first.
-    /// Returns `None` when nothing is due.
+    /// The lanes that have pending rows, in order. Cheap (one index seek per
+    /// lane), but the dispatcher still keeps the list between claims.
+    pub async fn pending_lanes(&self) -> Result<Vec<LaneKey>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let lanes = lanes_with_pending(&mut tx).await?;
+        tx.commit().await?;
+        Ok(lanes)
+    }
+
+    /// Claim due rows of one of `lanes`, at most `limit_for(lane)` of them.
+    /// Lanes are tried in order starting after `after` (round robin, so one
+    /// big module cannot starve the others); lanes whose module is in
+    /// `skip_modules` or whose key is in `skip_lanes` are passed over.
+    /// Delinks are claimed per parent record and related list, the oldest
+    /// due first. Returns `None` when none of `lanes` has a due row.
     #[allow(clippy::too_many_arguments)]
     pub async fn claim_batch(
         &self,
         now_ms: i64,
+        lanes: &[LaneKey],
         after: Option<&LaneKey>,
         skip_modules: &[String],
         skip_lanes: &[LaneKey],
@@ -228,7 +238,6 @@ impl Store {
         limit_for: &(dyn Fn(&LaneKey) -> u32 + Sync),
     ) -> Result<Option<ClaimedBatch>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let lanes = lanes_with_pending(&mut tx).await?;
         let start = match after {
             Some(a) => lanes.iter().position(|l| l > a).unwrap_or(0),
             None => 0,
@@ -497,38 +506,22 @@ impl Store {
 /// The distinct lanes that have pending rows, found by skipping through the
 /// lane index one lane at a time (a loose index scan): cost grows with the
 /// number of lanes, not the number of rows.
+///
+/// Each step is an equality prefix plus a range on the next column, which
+/// SQLite answers with one index seek. (A row-value comparison
+/// `(a, b, c, d) > (?, ?, ?, ?)` looks equivalent but steps through every
+/// entry of the current lane: measured 100 ms per claim at 200,000 rows.)
 async fn lanes_with_pending(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
 ) -> Result<Vec<LaneKey>, StoreError> {
+    const COLUMNS: &str = "SELECT operation, module, wf_trigger, strategy FROM deletion_requests WHERE state = 'pending'";
     let mut lanes = Vec::new();
-    let mut last: Option<LaneRow> = None;
-    loop {
-        let next: Option<LaneRow> = match &last {
-            None => {
-                sqlx::query_as(
-                    "SELECT operation, module, wf_trigger, strategy FROM deletion_requests
-                 WHERE state = 'pending'
-                 ORDER BY operation, module, wf_trigger, strategy LIMIT 1",
-                )
-                .fetch_optional(&mut **tx)
-                .await?
-            }
-            Some(l) => {
-                sqlx::query_as(
-                    "SELECT operation, module, wf_trigger, strategy FROM deletion_requests
-                 WHERE state = 'pending'
-                   AND (operation, module, wf_trigger, strategy) > (?1, ?2, ?3, ?4)
-                 ORDER BY operation, module, wf_trigger, strategy LIMIT 1",
-                )
-                .bind(&l.operation)
-                .bind(&l.module)
-                .bind(l.wf_trigger)
-                .bind(&l.strategy)
-                .fetch_optional(&mut **tx)
-                .await?
-            }
-        };
-        let Some(row) = next else { break };
+    let mut last: Option<LaneRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{COLUMNS} ORDER BY operation, module, wf_trigger, strategy LIMIT 1"
+    )))
+    .fetch_optional(&mut **tx)
+    .await?;
+    while let Some(row) = last {
         if let Some(operation) = Operation::parse(&row.operation) {
             lanes.push(LaneKey {
                 operation,
@@ -537,7 +530,29 @@ async fn lanes_with_pending(
                 strategy: Strategy::parse(&row.strategy).unwrap_or(Strategy::Auto),
             });
         }
-        last = Some(row);
+        // The next lane: same (operation, module, wf_trigger) with a later
+        // strategy; else a later wf_trigger; else a later module; else a
+        // later operation.
+        let steps = [
+            "AND operation = ?1 AND module = ?2 AND wf_trigger = ?3 AND strategy > ?4 ORDER BY strategy",
+            "AND operation = ?1 AND module = ?2 AND wf_trigger > ?3 ORDER BY wf_trigger, strategy",
+            "AND operation = ?1 AND module > ?2 ORDER BY module, wf_trigger, strategy",
+            "AND operation > ?1 ORDER BY operation, module, wf_trigger, strategy",
+        ];
+        let mut next = None;
+        for step in steps {
+            next = sqlx::query_as(sqlx::AssertSqlSafe(format!("{COLUMNS} {step} LIMIT 1")))
+                .bind(&row.operation)
+                .bind(&row.module)
+                .bind(row.wf_trigger)
+                .bind(&row.strategy)
+                .fetch_optional(&mut **tx)
+                .await?;
+            if next.is_some() {
+                break;
+            }
+        }
+        last = next;
     }
     lanes.sort();
     Ok(lanes)

@@ -204,6 +204,9 @@ pub async fn run(
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut batches = 0u64;
     let mut cursor: Option<LaneKey> = None;
+    // Lanes with pending rows, rediscovered when a claim finds nothing and
+    // at every poll interval (so lanes INSERTed by SQL are picked up).
+    let mut lanes: Vec<LaneKey> = Vec::new();
     let mut next_maintenance = Instant::now();
     let mut next_auth_probe = Instant::now();
     let poll = shared.settings.poll_interval;
@@ -221,6 +224,7 @@ pub async fn run(
             if let Err(e) = maintenance(&shared).await {
                 warn!(error = %e, "queue maintenance failed; will try again");
             }
+            lanes.clear();
             let cap_reached = matches!(daily_budget(&shared).await, Ok(Some(0)));
             if shared.settings.dry_run {
                 if !dry_run_jobs_logged {
@@ -296,21 +300,37 @@ pub async fn run(
             cooldowns.retain(|_, until| *until > now);
             cooldowns.keys().cloned().collect()
         };
-        let claimed = shared
-            .store
-            .claim_batch(
-                now_ms(),
-                cursor.as_ref(),
-                &skip_modules,
-                &skip_lanes,
-                &owner,
-                lease_ms,
-                &|lane| {
-                    let limit = shared.settings.batch_limit(lane);
-                    budget.map_or(limit, |b| limit.min(u32::try_from(b).unwrap_or(u32::MAX)))
-                },
-            )
-            .await;
+        let mut claimed = Ok(None);
+        for attempt in 0..2 {
+            if lanes.is_empty() || attempt == 1 {
+                match shared.store.pending_lanes().await {
+                    Ok(found) => lanes = found,
+                    Err(e) => {
+                        claimed = Err(e);
+                        break;
+                    }
+                }
+            }
+            claimed = shared
+                .store
+                .claim_batch(
+                    now_ms(),
+                    &lanes,
+                    cursor.as_ref(),
+                    &skip_modules,
+                    &skip_lanes,
+                    &owner,
+                    lease_ms,
+                    &|lane| {
+                        let limit = shared.settings.batch_limit(lane);
+                        budget.map_or(limit, |b| limit.min(u32::try_from(b).unwrap_or(u32::MAX)))
+                    },
+                )
+                .await;
+            if !matches!(claimed, Ok(None)) {
+                break;
+            }
+        }
         match claimed {
             Ok(Some(batch)) => {
                 cursor = Some(batch.lane.clone());

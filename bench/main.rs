@@ -1,0 +1,812 @@
+//! zdel's benchmarks. `bash bench/run.sh` runs every scenario against the
+//! sandbox on 127.0.0.1 and rewrites `bench/RESULTS.md`. `--quick` runs
+//! small sizes (a smoke test, figures not to be quoted).
+//!
+//! These machines are shared and noisy: throughput figures are medians of
+//! several runs, and comparisons are ratios measured in the same run.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+use tokio_util::sync::CancellationToken;
+use zdel::config::Config;
+use zdel::sandbox::{self, Faults, Sandbox, SandboxHandle};
+use zdel::store::{RequestTemplate, Store, Strategy};
+use zdel::worker::{self, RunMode, WorkerSettings};
+use zdel::zoho::ZohoClient;
+
+type Result<T> = anyhow::Result<T>;
+
+/// One line of the results table.
+struct Figure {
+    scenario: String,
+    figure: String,
+    target: String,
+    ok: Option<bool>,
+}
+
+struct Bench {
+    quick: bool,
+    figures: Vec<Figure>,
+    notes: Vec<String>,
+}
+
+impl Bench {
+    fn record(&mut self, scenario: &str, figure: String, target: &str, ok: Option<bool>) {
+        println!("{scenario}: {figure} (target {target})");
+        self.figures.push(Figure {
+            scenario: scenario.into(),
+            figure,
+            target: target.into(),
+            ok,
+        });
+    }
+}
+
+/// A fresh database and sandbox.
+struct Env {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+    store: Store,
+    sandbox: SandboxHandle,
+}
+
+impl Env {
+    async fn new(faults: Faults) -> Result<Env> {
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("bench.db");
+        let store = Store::open(db.to_str().unwrap_or_default(), Duration::from_secs(5)).await?;
+        let sandbox = Sandbox::start("127.0.0.1:0", faults).await?;
+        Ok(Env {
+            _dir: dir,
+            db,
+            store,
+            sandbox,
+        })
+    }
+
+    fn env(&self, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = [
+            ("ZDEL__DATABASE__URL", self.db.display().to_string()),
+            ("ZDEL__ZOHO__ACCOUNTS_URL", self.sandbox.url()),
+            ("ZDEL__ZOHO__CLIENT_ID", sandbox::CLIENT_ID.into()),
+            ("ZDEL__ZOHO__CLIENT_SECRET", sandbox::CLIENT_SECRET.into()),
+            ("ZDEL__ZOHO__REFRESH_TOKEN", sandbox::REFRESH_TOKEN.into()),
+            ("ZDEL__LIMITS__REQUESTS_PER_SECOND", "1000000".into()),
+            ("ZDEL__LIMITS__BURST", "1000000".into()),
+            ("ZDEL__LIMITS__MAX_CONCURRENCY", "8".into()),
+            ("ZDEL__RETRY__BASE_DELAY_MS", "50".into()),
+            ("ZDEL__RETRY__MAX_DELAY_MS", "2000".into()),
+            ("ZDEL__RETRY__MAX_ATTEMPTS", "20".into()),
+            ("ZDEL__WORKER__POLL_INTERVAL_MS", "100".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in overrides {
+            env.push((format!("ZDEL__{k}"), v.to_string()));
+        }
+        env
+    }
+
+    fn config(&self, overrides: &[(&str, &str)]) -> Result<Config> {
+        Ok(Config::load_with_env(None, self.env(overrides))?)
+    }
+
+    async fn enqueue(&self, module: &str, start: u64, n: u64, strategy: Strategy) -> Result<()> {
+        let template = RequestTemplate {
+            strategy,
+            ..RequestTemplate::delete(module, true)
+        };
+        let mut done = 0;
+        while done < n {
+            let chunk = (n - done).min(50_000);
+            let ids: Vec<String> = (0..chunk).map(|i| id(start + done + i)).collect();
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let mut enqueuer = self.store.begin_enqueue().await?;
+            enqueuer.add(&template, &refs).await?;
+            enqueuer.commit().await?;
+            done += chunk;
+        }
+        Ok(())
+    }
+
+    /// Drain in-process; the elapsed wall time.
+    async fn drain(&self, overrides: &[(&str, &str)]) -> Result<Duration> {
+        let config = self.config(overrides)?;
+        let client = Arc::new(ZohoClient::from_config(&config)?);
+        let started = Instant::now();
+        worker::run(
+            self.store.clone(),
+            client,
+            WorkerSettings::from_config(&config),
+            RunMode::Drain,
+            CancellationToken::new(),
+        )
+        .await?;
+        Ok(started.elapsed())
+    }
+}
+
+fn id(n: u64) -> String {
+    format!("{}", 3_652_397_000_000_000_000u64 + n)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// User + system CPU seconds of this process so far.
+fn cpu_seconds() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct we own.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Peak resident set of a process, from /proc (kB).
+fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Run a child to completion, sampling its peak RSS; (wall time, peak kB, output).
+async fn run_measured(
+    mut cmd: tokio::process::Command,
+) -> Result<(Duration, u64, std::process::Output)> {
+    let started = Instant::now();
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let pid = child.id().unwrap_or(0);
+    let waiting = tokio::spawn(child.wait_with_output());
+    let mut peak = 0;
+    while !waiting.is_finished() {
+        peak = peak.max(peak_rss_kb(pid).unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let output = waiting.await??;
+    Ok((started.elapsed(), peak, output))
+}
+
+fn zdel_command(env: &[(String, String)], args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_zdel"));
+    cmd.args(args)
+        .env_remove("ZDEL_CONFIG")
+        .env_remove("RUST_LOG")
+        .envs(env.iter().cloned())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+fn write_ids(path: &Path, n: u64) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for i in 0..n {
+        writeln!(out, "{}", id(i))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+const MODULES: [&str; 3] = ["Leads", "Contacts", "Deals"];
+
+/// Scenario 2: calls made ÷ the minimum possible.
+async fn batch_efficiency(b: &mut Bench) -> Result<()> {
+    let sizes: &[u64] = if b.quick {
+        &[10_000]
+    } else {
+        &[10_000, 100_000, 1_000_000]
+    };
+    for &n in sizes {
+        for (strategy, per_call, name) in [
+            (Strategy::Delete, 100, "delete"),
+            (Strategy::MassDelete, 500, "mass_delete"),
+        ] {
+            let env = Env::new(Faults {
+                every_id_exists: true,
+                ..Faults::default()
+            })
+            .await?;
+            let mut minimum = 0;
+            for (m, module) in MODULES.iter().enumerate() {
+                let share = n / 3 + u64::from((m as u64) < n % 3);
+                env.enqueue(module, m as u64 * 10_000_000, share, strategy)
+                    .await?;
+                minimum += share.div_ceil(per_call);
+            }
+            let elapsed = env.drain(&[]).await?;
+            let calls = env.sandbox.sandbox.stats().calls;
+            let ratio = calls as f64 / minimum as f64;
+            b.record(
+                &format!("batch efficiency, {n} IDs / 3 modules, {name}"),
+                format!(
+                    "{calls} calls / {minimum} minimum = **{ratio:.2}** ({:.0} IDs/s)",
+                    n as f64 / elapsed.as_secs_f64()
+                ),
+                "1.00",
+                Some(calls == minimum),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Scenario 3: the rate limit and the concurrency cap are saturated, never exceeded.
+async fn limit_saturation(b: &mut Bench) -> Result<()> {
+    let seconds = if b.quick { 4 } else { 32 };
+    // 20 calls/s, 100 ms latency.
+    let env = Env::new(Faults {
+        every_id_exists: true,
+        latency: Duration::from_millis(100),
+        ..Faults::default()
+    })
+    .await?;
+    env.enqueue("Leads", 0, 20 * 100 * seconds, Strategy::Auto)
+        .await?;
+    env.drain(&[
+        ("LIMITS__REQUESTS_PER_SECOND", "20"),
+        ("LIMITS__BURST", "5"),
+        ("LIMITS__MAX_CONCURRENCY", "10"),
+    ])
+    .await?;
+    let stats = env.sandbox.sandbox.stats();
+    let ratio = stats.mean_calls_per_second() / 20.0;
+    b.record(
+        "rate limit 20/s, burst 5, 100 ms latency",
+        format!(
+            "{:.2} calls/s over {:.0} s = **{ratio:.3}** of 20/s",
+            stats.mean_calls_per_second(),
+            stats.span_seconds()
+        ),
+        "≥ 0.97",
+        Some(ratio >= 0.97),
+    );
+    let peak = stats.peak_calls_per_second();
+    b.record(
+        "rate limit: peak calls in any 1 s window",
+        format!("**{peak}**"),
+        "≤ 25 (20 + burst)",
+        Some(peak <= 25),
+    );
+
+    // 10 in flight, 500 ms latency: 20 calls/s at most.
+    let env = Env::new(Faults {
+        every_id_exists: true,
+        latency: Duration::from_millis(500),
+        ..Faults::default()
+    })
+    .await?;
+    env.enqueue("Leads", 0, 20 * 100 * seconds, Strategy::Auto)
+        .await?;
+    env.drain(&[("LIMITS__MAX_CONCURRENCY", "10")]).await?;
+    let stats = env.sandbox.sandbox.stats();
+    let ratio = stats.mean_calls_per_second() / 20.0;
+    b.record(
+        "concurrency cap 10, 500 ms latency",
+        format!(
+            "{:.2} calls/s over {:.0} s = **{ratio:.3}** of 10 / 0.5 s",
+            stats.mean_calls_per_second(),
+            stats.span_seconds()
+        ),
+        "≥ 0.95",
+        Some(ratio >= 0.95),
+    );
+    b.record(
+        "concurrency cap: peak calls in flight",
+        format!("**{}**", stats.peak_concurrency),
+        "≤ 10",
+        Some(stats.peak_concurrency <= 10),
+    );
+    Ok(())
+}
+
+/// One raw-throughput run: (IDs/s, CPU s per million IDs). With `writer`,
+/// another connection inserts that many rows in 50-row transactions meanwhile.
+async fn raw_run(n: u64, writer: u64) -> Result<(f64, f64)> {
+    let env = Env::new(Faults {
+        every_id_exists: true,
+        ..Faults::default()
+    })
+    .await?;
+    env.enqueue("Leads", 0, n, Strategy::Auto).await?;
+    let cpu = cpu_seconds();
+    let started = Instant::now();
+    let writing = if writer > 0 {
+        let db = env.db.clone();
+        Some(tokio::spawn(async move {
+            let mut conn = SqliteConnectOptions::new()
+                .filename(&db)
+                .busy_timeout(Duration::from_secs(5))
+                .connect()
+                .await?;
+            let mut errors = 0u64;
+            for start in (0..writer).step_by(50) {
+                let mut tx = conn.begin().await?;
+                for i in start..(start + 50).min(writer) {
+                    if sqlx::query(
+                        "INSERT INTO deletion_requests (module, record_id) VALUES ('Contacts', ?1)",
+                    )
+                    .bind(id(50_000_000 + i))
+                    .execute(&mut *tx)
+                    .await
+                    .is_err()
+                    {
+                        errors += 1;
+                    }
+                }
+                if tx.commit().await.is_err() {
+                    errors += 1;
+                }
+            }
+            anyhow::Ok(errors)
+        }))
+    } else {
+        None
+    };
+    if let Some(w) = writing {
+        // Drain only once the writer is done, so its rows are part of the run.
+        let config = env.config(&[("LIMITS__MAX_CONCURRENCY", "16")])?;
+        let client = Arc::new(ZohoClient::from_config(&config)?);
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(worker::run(
+            env.store.clone(),
+            client,
+            WorkerSettings::from_config(&config),
+            RunMode::Serve,
+            shutdown.clone(),
+        ));
+        let errors = w.await??;
+        anyhow::ensure!(errors == 0, "the concurrent writer saw {errors} errors");
+        while env.store.state_totals().await?.finished() < (n + writer) as i64 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        shutdown.cancel();
+        run.await??;
+    } else {
+        env.drain(&[("LIMITS__MAX_CONCURRENCY", "16")]).await?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let total = (n + writer) as f64;
+    Ok((total / secs, (cpu_seconds() - cpu) / total * 1e6))
+}
+
+/// Scenario 4 (and issue 4's lock contention): raw throughput, idle and with a concurrent writer.
+async fn raw_throughput(b: &mut Bench) -> Result<()> {
+    let (n, runs, writer) = if b.quick {
+        (20_000, 1, 10_000)
+    } else {
+        (200_000, 3, 100_000)
+    };
+    let mut rates = Vec::new();
+    let mut cpus = Vec::new();
+    let mut busy = Vec::new();
+    for _ in 0..runs {
+        let (rate, cpu) = raw_run(n, 0).await?;
+        rates.push(rate);
+        cpus.push(cpu);
+        busy.push(raw_run(n, writer).await?.0);
+    }
+    let rate = median(rates);
+    b.record(
+        &format!("raw throughput, {n} IDs, no limits, zero latency (median of {runs})"),
+        format!("**{rate:.0} IDs/s** finalised (claim → call → outcome)"),
+        "≥ 100,000 IDs/s",
+        Some(rate >= 100_000.0),
+    );
+    b.record(
+        "CPU per million IDs (zdel + sandbox, one process)",
+        format!("**{:.1} CPU s**", median(cpus)),
+        "-",
+        None,
+    );
+    let busy_rate = median(busy);
+    b.record(
+        &format!(
+            "throughput while another connection inserts {writer} rows in 50-row transactions"
+        ),
+        format!(
+            "{busy_rate:.0} IDs/s; idle ÷ busy = **{:.2}**; writer errors: 0",
+            rate / busy_rate
+        ),
+        "≤ 2.00",
+        Some(rate / busy_rate <= 2.0),
+    );
+    Ok(())
+}
+
+/// The store alone (no HTTP): claim 100 rows, record them succeeded — the
+/// single SQLite writer's ceiling, which bounds end-to-end throughput.
+async fn store_only(b: &mut Bench) -> Result<()> {
+    let n = if b.quick { 20_000 } else { 200_000 };
+    let env = Env::new(Faults::default()).await?;
+    env.enqueue("Leads", 0, n, Strategy::Auto).await?;
+    let lanes = env.store.pending_lanes().await?;
+    let started = Instant::now();
+    let mut done = 0;
+    while let Some(batch) = env
+        .store
+        .claim_batch(1, &lanes, None, &[], &[], "bench", 60_000, &|_| 100)
+        .await?
+    {
+        let outcomes: Vec<zdel::store::RowOutcome> = batch
+            .rows
+            .iter()
+            .map(|r| zdel::store::RowOutcome {
+                id: r.id,
+                change: zdel::store::RowChange::Succeeded {
+                    code: "SUCCESS".into(),
+                    message: "record deleted".into(),
+                    http_status: Some(200),
+                },
+            })
+            .collect();
+        env.store.record_outcomes(batch.lease, &outcomes, 2).await?;
+        done += batch.rows.len();
+    }
+    let rate = done as f64 / started.elapsed().as_secs_f64();
+    b.record(
+        &format!("store only: claim 100 + record outcome, {n} IDs, no HTTP"),
+        format!("**{rate:.0} IDs/s** (the single SQLite writer's ceiling)"),
+        "-",
+        None,
+    );
+    Ok(())
+}
+
+/// Scenario 5: `zdel enqueue` of a 1,000,000-line file.
+async fn enqueue(b: &mut Bench) -> Result<()> {
+    let (n, runs) = if b.quick {
+        (100_000, 1)
+    } else {
+        (1_000_000, 3)
+    };
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("ids.txt");
+    write_ids(&file, n)?;
+    let mut times = Vec::new();
+    let mut peaks = Vec::new();
+    for run in 0..runs {
+        let db = dir.path().join(format!("enqueue{run}.db"));
+        let env = vec![("ZDEL__DATABASE__URL".to_string(), db.display().to_string())];
+        let (elapsed, peak, out) = run_measured(zdel_command(
+            &env,
+            &[
+                "enqueue",
+                "--module",
+                "Leads",
+                "--file",
+                file.to_str().unwrap_or_default(),
+            ],
+        ))
+        .await?;
+        anyhow::ensure!(
+            out.status.success(),
+            "enqueue failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        times.push(elapsed.as_secs_f64());
+        peaks.push(peak as f64);
+    }
+    let secs = median(times);
+    b.record(
+        &format!("enqueue {n} IDs from a file (median of {runs})"),
+        format!(
+            "{secs:.2} s = **{:.0} IDs/s**, peak RSS {:.1} MB",
+            n as f64 / secs,
+            median(peaks) / 1024.0
+        ),
+        "≥ 500,000 IDs/s",
+        Some(n as f64 / secs >= 500_000.0),
+    );
+    Ok(())
+}
+
+/// Scenario 6: `zdel serve`'s footprint over 5,000,000 pending rows.
+async fn footprint(b: &mut Bench) -> Result<()> {
+    let n = if b.quick { 200_000 } else { 5_000_000 };
+    let env = Env::new(Faults {
+        every_id_exists: true,
+        latency: Duration::from_millis(200),
+        ..Faults::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("ids.txt");
+    write_ids(&file, n)?;
+    let vars = env.env(&[
+        ("LIMITS__REQUESTS_PER_SECOND", "5"),
+        ("LIMITS__BURST", "1"),
+        ("LIMITS__MAX_CONCURRENCY", "2"),
+    ]);
+    let (elapsed, enqueue_peak, out) = run_measured(zdel_command(
+        &vars,
+        &[
+            "enqueue",
+            "--module",
+            "Leads",
+            "--file",
+            file.to_str().unwrap_or_default(),
+        ],
+    ))
+    .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "enqueue failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db_bytes: u64 = ["", "-wal"]
+        .iter()
+        .filter_map(|s| std::fs::metadata(format!("{}{s}", env.db.display())).ok())
+        .map(|m| m.len())
+        .sum();
+    b.record(
+        &format!("enqueue {n} IDs (the footprint's setup)"),
+        format!(
+            "{:.1} s = {:.0} IDs/s, peak RSS {:.1} MB",
+            elapsed.as_secs_f64(),
+            n as f64 / elapsed.as_secs_f64(),
+            enqueue_peak as f64 / 1024.0
+        ),
+        "constant memory",
+        None,
+    );
+    b.record(
+        &format!("database bytes per queued ID ({n} pending)"),
+        format!(
+            "**{:.0} B/ID** ({:.0} MB)",
+            db_bytes as f64 / n as f64,
+            db_bytes as f64 / 1e6
+        ),
+        "-",
+        None,
+    );
+    let mut serve = zdel_command(&vars, &["serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let pid = serve.id().unwrap_or(0);
+    let mut peak = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(if b.quick { 3 } else { 15 }) {
+        peak = peak.max(peak_rss_kb(pid).unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    serve.wait().await?;
+    let calls = env.sandbox.sandbox.stats().calls;
+    b.record(
+        &format!("`zdel serve` peak RSS with {n} pending rows"),
+        format!(
+            "**{:.1} MB** (over {:.0} s, {calls} calls made)",
+            peak as f64 / 1024.0,
+            started.elapsed().as_secs_f64()
+        ),
+        "≤ 64 MB",
+        Some((peak as f64 / 1024.0) <= 64.0),
+    );
+    Ok(())
+}
+
+/// Scenario 7: zdel next to the plain sequential script of the API docs.
+async fn side_by_side(b: &mut Bench) -> Result<()> {
+    let n = if b.quick { 2_000 } else { 20_000 };
+    let faults = Faults {
+        latency: Duration::from_millis(50),
+        error_5xx_rate: 0.03,
+        ..Faults::default()
+    };
+    let ids: Vec<String> = (0..n).map(id).collect();
+
+    let env = Env::new(faults.clone()).await?;
+    env.sandbox.sandbox.add_records("Leads", &ids);
+    env.enqueue("Leads", 0, n, Strategy::Auto).await?;
+    let zdel_time = env
+        .drain(&[
+            ("LIMITS__MAX_CONCURRENCY", "10"),
+            ("RETRY__BASE_DELAY_MS", "200"),
+            ("RETRY__MAX_DELAY_MS", "5000"),
+        ])
+        .await?;
+    let totals = env.store.state_totals().await?;
+    let zdel_known = totals.finished();
+    let zdel_lost = totals.pending + totals.running;
+
+    let script_env = Env::new(faults).await?;
+    script_env.sandbox.sandbox.add_records("Leads", &ids);
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("ids.txt");
+    write_ids(&file, n)?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/naive_delete.py");
+    let started = Instant::now();
+    let out = tokio::process::Command::new("python3")
+        .arg(&script)
+        .arg(script_env.sandbox.url())
+        .arg("Leads")
+        .arg(&file)
+        .output()
+        .await?;
+    let script_time = started.elapsed();
+    anyhow::ensure!(
+        out.status.success(),
+        "the script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let ratio = script_time.as_secs_f64() / zdel_time.as_secs_f64();
+    b.record(
+        &format!("{n} deletions, 50 ms latency, 3% 503s: zdel (10 in flight)"),
+        format!(
+            "{:.1} s; outcome known for **{zdel_known}**, lost **{zdel_lost}**",
+            zdel_time.as_secs_f64()
+        ),
+        "all known",
+        Some(zdel_lost == 0 && zdel_known == n as i64),
+    );
+    b.record(
+        "same, plain sequential script (bench/naive_delete.py)",
+        format!(
+            "{:.1} s; outcome known for **{}**, lost **{}**",
+            script_time.as_secs_f64(),
+            result["known"],
+            result["lost"]
+        ),
+        "-",
+        None,
+    );
+    b.record(
+        "wall time, script ÷ zdel",
+        format!("**{ratio:.1}×**"),
+        "-",
+        None,
+    );
+    Ok(())
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().find(|l| l.starts_with("MemTotal:")).map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            })
+        })
+        .unwrap_or(0);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    format!(
+        "{cores} cores ({cpu}), {:.1} GiB memory",
+        mem as f64 / 1024.0 / 1024.0
+    )
+}
+
+fn commit() -> String {
+    let out = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let dirty = if out(&["status", "--porcelain", "--untracked-files=no"]).is_empty() {
+        ""
+    } else {
+        " (with uncommitted changes)"
+    };
+    format!("{}{dirty}", out(&["rev-parse", "--short", "HEAD"]))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let only: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let mut b = Bench {
+        quick,
+        figures: Vec::new(),
+        notes: Vec::new(),
+    };
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o.as_str() == name);
+    let started = Instant::now();
+    if wanted("batching") {
+        batch_efficiency(&mut b).await?;
+    }
+    if wanted("limits") {
+        limit_saturation(&mut b).await?;
+    }
+    if wanted("throughput") {
+        raw_throughput(&mut b).await?;
+        store_only(&mut b).await?;
+    }
+    if wanted("enqueue") {
+        enqueue(&mut b).await?;
+    }
+    if wanted("footprint") {
+        footprint(&mut b).await?;
+    }
+    if wanted("side-by-side") {
+        side_by_side(&mut b).await?;
+    }
+    b.notes.push(format!(
+        "whole run: {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
+
+    let mut md = String::new();
+    writeln!(md, "# Benchmark results\n")?;
+    writeln!(
+        md,
+        "Made by `bash bench/run.sh{}{}` — do not edit by hand.\n",
+        if quick { " --quick" } else { "" },
+        only.iter().map(|o| format!(" {o}")).collect::<String>()
+    )?;
+    writeln!(md, "- machine: {}", machine())?;
+    writeln!(md, "- commit: {}", commit())?;
+    writeln!(
+        md,
+        "- everything runs against the sandbox Zoho on 127.0.0.1, with a real SQLite file (WAL, synchronous=FULL) in a temp dir"
+    )?;
+    for note in &b.notes {
+        writeln!(md, "- {note}")?;
+    }
+    if quick {
+        writeln!(
+            md,
+            "- **--quick**: small sizes, a smoke test; do not quote these figures"
+        )?;
+    }
+    writeln!(md, "\n| scenario | figure | target | |\n|---|---|---|---|")?;
+    for f in &b.figures {
+        let verdict = match f.ok {
+            Some(true) => "met",
+            Some(false) => "**missed**",
+            None => "",
+        };
+        writeln!(
+            md,
+            "| {} | {} | {} | {verdict} |",
+            f.scenario, f.figure, f.target
+        )?;
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/RESULTS.md");
+    let existing = std::fs::read_to_string(&path).unwrap_or_default();
+    // Keep the hand-written analysis below the marker, if any.
+    let marker = "<!-- analysis -->";
+    if let Some(pos) = existing.find(marker) {
+        md.push('\n');
+        md.push_str(&existing[pos..]);
+    }
+    std::fs::write(&path, md)?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
