@@ -36,7 +36,14 @@ pub struct Config {
     pub retry: RetryConfig,
     pub worker: WorkerConfig,
     pub mass_delete: MassDeleteConfig,
+    pub http: HttpConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpConfig {
+    pub listen: String,
+    pub queue_depth_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -249,6 +256,19 @@ impl Config {
                 "mass_delete.max_poll_interval_ms",
                 "must not be below mass_delete.poll_interval_ms",
             ));
+        }
+        if !self.http.listen.is_empty() && self.http.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(invalid(
+                "http.listen",
+                format!(
+                    "is {:?}: expected an address and port such as 127.0.0.1:9187 (or \"\" for none)",
+                    self.http.listen
+                ),
+            ));
+        }
+        if self.http.queue_depth_interval_ms == 0 {
+            return Err(invalid("http.queue_depth_interval_ms", "must be above 0"));
         }
         if self.limits.burst == 0 {
             return Err(invalid("limits.burst", "must be at least 1"));

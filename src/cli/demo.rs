@@ -102,7 +102,7 @@ pub async fn run(base: Config, opts: Opts) -> anyhow::Result<ExitCode> {
 
     let client = Arc::new(ZohoClient::from_config(&config)?);
     let shutdown = CancellationToken::new();
-    super::serve::spawn_signal_listener(shutdown.clone());
+    super::serve::spawn_signal_listener(shutdown.clone(), None);
     let started = Instant::now();
     let progress = ProgressBar::new(total);
     progress.set_style(

@@ -1,14 +1,22 @@
-//! `zdel serve` and `zdel drain`: run the workers.
+//! `zdel serve` and `zdel drain`: run the workers. `serve` also runs the
+//! HTTP endpoints (health, readiness, metrics) and speaks systemd's notify
+//! protocol: READY once the database is migrated and the endpoints are up,
+//! watchdog pings while the dispatcher turns, STOPPING on shutdown.
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use clap::Args;
-
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
+use crate::clock::now_ms;
 use crate::config::Config;
+use crate::http::Health;
+use crate::store::{Operation, STATES, Store};
 use crate::worker::{self, RunMode, StopReason, WorkerSettings};
 use crate::zoho::ZohoClient;
 
@@ -20,16 +28,44 @@ pub struct Opts {
     dry_run: bool,
 }
 
+/// Latency buckets for Zoho calls and rate-limiter waits, in seconds: a
+/// delete answers in tens of milliseconds to a few seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// How often histogram upkeep runs (the exporter's own advice: periodically).
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
 pub async fn run(config: Config, mode: RunMode, opts: Opts) -> anyhow::Result<ExitCode> {
     let client = Arc::new(ZohoClient::from_config(&config)?);
     let store = super::open_store(&config).await?;
-    let shutdown = CancellationToken::new();
-    spawn_signal_listener(shutdown.clone());
     let settings = WorkerSettings {
         dry_run: opts.dry_run,
         ..WorkerSettings::from_config(&config)
     };
+    let shutdown = CancellationToken::new();
+    let http_stop = CancellationToken::new();
+    let health = if mode == RunMode::Serve {
+        let health = Health::new(store.clone(), install_metrics());
+        start_http(&config, health.clone(), http_stop.clone()).await?;
+        spawn_gauges(
+            store.clone(),
+            Duration::from_millis(config.http.queue_depth_interval_ms),
+            http_stop.clone(),
+        );
+        Some(health)
+    } else {
+        None
+    };
+    spawn_signal_listener(shutdown.clone(), health.clone());
+    if mode == RunMode::Serve {
+        // Migrated (open_store) and listening: ready as far as systemd is concerned.
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        spawn_watchdog(settings.heartbeat.clone(), http_stop.clone());
+    }
     let summary = worker::run(store.clone(), client, settings, mode, shutdown).await?;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    http_stop.cancel();
     store.close().await;
     match summary.reason {
         StopReason::Shutdown | StopReason::Drained => {
@@ -62,11 +98,122 @@ pub async fn run(config: Config, mode: RunMode, opts: Opts) -> anyhow::Result<Ex
     }
 }
 
-/// SIGTERM or SIGINT cancels `shutdown`: claiming stops, calls in flight get
-/// `worker.shutdown_grace_ms` to finish.
-pub fn spawn_signal_listener(shutdown: CancellationToken) {
+fn install_metrics() -> Option<PrometheusHandle> {
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+        .ok()?;
+    match builder.install_recorder() {
+        Ok(handle) => {
+            let upkeep = handle.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(METRICS_UPKEEP).await;
+                    upkeep.run_upkeep();
+                }
+            });
+            Some(handle)
+        }
+        Err(e) => {
+            warn!(error = %e, "metrics are not recorded");
+            None
+        }
+    }
+}
+
+async fn start_http(
+    config: &Config,
+    health: Arc<Health>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    if config.http.listen.is_empty() {
+        return Ok(());
+    }
+    let listener = tokio::net::TcpListener::bind(&config.http.listen)
+        .await
+        .map_err(|e| {
+            super::UsageError(format!(
+                "http.listen {}: cannot listen: {e}",
+                config.http.listen
+            ))
+        })?;
+    let addr = listener.local_addr()?;
+    info!(addr = %addr, "HTTP endpoints listening: /healthz /readyz /metrics");
+    tokio::spawn(crate::http::serve(listener, health, stop));
+    Ok(())
+}
+
+/// Queue depth and mass-delete jobs by state, recounted every `every`.
+fn spawn_gauges(store: Store, every: Duration, stop: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            match store.depth().await {
+                Ok((rows, jobs)) => {
+                    for state in STATES {
+                        for op in Operation::ALL {
+                            let n = rows
+                                .iter()
+                                .find(|(s, o, _)| s == state && o == op.as_str())
+                                .map_or(0, |r| r.2);
+                            metrics::gauge!("zdel_queue_depth", "state" => state, "operation" => op.as_str()).set(n as f64);
+                        }
+                    }
+                    for state in [
+                        "pending",
+                        "scheduling",
+                        "running",
+                        "completed",
+                        "failed",
+                        "uncertain",
+                        "cancelled",
+                    ] {
+                        let n = jobs.iter().find(|(s, _)| s == state).map_or(0, |j| j.1);
+                        metrics::gauge!("zdel_mass_delete_jobs", "state" => state).set(n as f64);
+                    }
+                }
+                Err(e) => warn!(error = %e, "could not count the queue for metrics"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    });
+}
+
+/// With `WatchdogSec=` set, ping systemd at half the interval — but only
+/// while the dispatcher's heartbeat is fresh, so a wedged worker gets
+/// restarted rather than kept alive by a healthy timer.
+fn spawn_watchdog(heartbeat: Arc<std::sync::atomic::AtomicI64>, stop: CancellationToken) {
+    let Some(interval) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            let age_ms = now_ms() - heartbeat.load(Ordering::Relaxed);
+            if age_ms < interval.as_millis() as i64 {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            } else {
+                warn!(
+                    age_ms,
+                    "the dispatcher has not turned for a watchdog interval: not pinging"
+                );
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval / 2) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    });
+}
+
+/// SIGTERM or SIGINT: readiness turns 503 at once, then `shutdown` is
+/// cancelled: claiming stops, calls in flight get `worker.shutdown_grace_ms`.
+pub fn spawn_signal_listener(shutdown: CancellationToken, health: Option<Arc<Health>>) {
     tokio::spawn(async move {
         wait_for_signal().await;
+        if let Some(health) = &health {
+            health.shutting_down.store(true, Ordering::SeqCst);
+        }
         info!("shutdown requested: no new claims; finishing calls in flight");
         shutdown.cancel();
     });

@@ -223,6 +223,35 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the database answers and every embedded migration is applied.
+    pub async fn readiness(&self) -> Result<(), String> {
+        let applied: Result<i64, sqlx::Error> =
+            sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await;
+        let expected = sqlx::migrate!("./migrations").migrations.len() as i64;
+        match applied {
+            Ok(n) if n >= expected => Ok(()),
+            Ok(n) => Err(format!("database migrations applied: {n} of {expected}")),
+            Err(e) => Err(format!("database not answering: {e}")),
+        }
+    }
+
+    /// Rows by state and operation, and mass-delete jobs by state (for gauges).
+    pub async fn depth(
+        &self,
+    ) -> Result<(Vec<(String, String, i64)>, Vec<(String, i64)>), StoreError> {
+        let rows = sqlx::query_as(
+            "SELECT state, operation, count(*) FROM deletion_requests GROUP BY state, operation",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let jobs = sqlx::query_as("SELECT state, count(*) FROM mass_delete_jobs GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok((rows, jobs))
+    }
+
     /// The underlying pool, for tests that act as "another process" writing SQL.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool

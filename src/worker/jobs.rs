@@ -256,6 +256,7 @@ mod tests {
             job_max_poll_interval_ms: 60_000,
             dry_run: false,
             max_deletions_per_day: 0,
+            heartbeat: Default::default(),
         }
     }
 

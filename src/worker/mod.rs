@@ -45,6 +45,9 @@ pub struct WorkerSettings {
     pub dry_run: bool,
     /// Stop claiming once this many deletions succeeded in 24 hours (0: no cap).
     pub max_deletions_per_day: u64,
+    /// Epoch ms of the dispatcher's last turn: a systemd watchdog pings only
+    /// while this moves.
+    pub heartbeat: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl WorkerSettings {
@@ -65,6 +68,7 @@ impl WorkerSettings {
             job_max_poll_interval_ms: config.mass_delete.max_poll_interval_ms as i64,
             dry_run: false,
             max_deletions_per_day: config.limits.max_deletions_per_day,
+            heartbeat: Arc::new(std::sync::atomic::AtomicI64::new(now_ms())),
         }
     }
 
@@ -212,6 +216,10 @@ pub async fn run(
     let poll = shared.settings.poll_interval;
 
     let reason = loop {
+        shared
+            .settings
+            .heartbeat
+            .store(now_ms(), std::sync::atomic::Ordering::Relaxed);
         while let Some(joined) = tasks.try_join_next() {
             if let Err(e) = joined {
                 error!(error = %e, "a batch task panicked; its rows return to pending when their lease expires");
@@ -452,6 +460,7 @@ async fn maintenance(shared: &Shared) -> Result<(), StoreError> {
         .map(|p| p.scope.clone())
         .collect();
     *lock(&shared.paused_all) = pauses.iter().any(|p| p.scope == PAUSE_ALL);
+    metrics::gauge!("zdel_lanes_paused").set(pauses.len() as f64);
     Ok(())
 }
 
@@ -542,6 +551,15 @@ async fn run_batch(shared: Arc<Shared>, batch: ClaimedBatch, slot: CallSlot) {
             Err(e) => warn!(code = e.code(), error = %e, elapsed_ms, "call failed"),
         }
         apply_lane_effects(&shared, &batch.lane, &result).await;
+        if let Err(e) = &result
+            && matches!(
+                e,
+                ZohoError::Transient { .. } | ZohoError::RateLimited { .. }
+            )
+        {
+            metrics::counter!("zdel_batch_retries_total", "code" => e.code().to_string())
+                .increment(1);
+        }
         let now = now_ms();
         let outcomes = outcome::plan(
             &batch,
@@ -550,7 +568,9 @@ async fn run_batch(shared: Arc<Shared>, batch: ClaimedBatch, slot: CallSlot) {
             now,
             rand::random::<f64>,
         );
-        record_with_retries(&shared.store, &batch, &outcomes).await;
+        if record_with_retries(&shared.store, &batch, &outcomes).await {
+            count_outcomes(batch.lane.operation, &outcomes);
+        }
         shared
             .ids_in_flight
             .fetch_sub(batch.rows.len() as u64, std::sync::atomic::Ordering::SeqCst);
@@ -673,6 +693,28 @@ async fn apply_error_effects(
     }
 }
 
+/// `zdel_ids_total{operation, outcome, code}`: one increment per distinct
+/// (outcome, code) of a batch, not per ID.
+fn count_outcomes(operation: Operation, outcomes: &[crate::store::RowOutcome]) {
+    use crate::store::RowChange;
+    let mut counts: Vec<((&'static str, &str), u64)> = Vec::new();
+    for o in outcomes {
+        let key = match &o.change {
+            RowChange::Succeeded { code, .. } => ("succeeded", code.as_str()),
+            RowChange::Failed { code, .. } => ("failed", code.as_str()),
+            RowChange::Retry { code, .. } => ("retry", code.as_str()),
+        };
+        match counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((key, 1)),
+        }
+    }
+    for ((outcome, code), n) in counts {
+        metrics::counter!("zdel_ids_total", "operation" => operation.as_str(), "outcome" => outcome, "code" => code.to_string())
+            .increment(n);
+    }
+}
+
 /// Writes of outcomes retry a few times (the database may be busy); if they
 /// still fail, the lease expires and the rows are retried as ambiguous, so
 /// nothing is lost.
@@ -680,7 +722,7 @@ async fn record_with_retries(
     store: &Store,
     batch: &ClaimedBatch,
     outcomes: &[crate::store::RowOutcome],
-) {
+) -> bool {
     const TRIES: u32 = 5;
     for try_no in 1..=TRIES {
         match store.record_outcomes(batch.lease, outcomes, now_ms()).await {
@@ -691,7 +733,7 @@ async fn record_with_retries(
                         "lease lost before the outcome was written: another claim owns these rows now"
                     );
                 }
-                return;
+                return true;
             }
             Err(e) if try_no < TRIES => {
                 warn!(error = %e, try_no, "could not record outcomes; retrying");
@@ -702,6 +744,7 @@ async fn record_with_retries(
             }
         }
     }
+    false
 }
 
 /// A poisoned lock only means another task panicked mid-update of a plain

@@ -129,6 +129,13 @@ impl TokenSource {
     }
 
     async fn refresh(&self) -> Result<AccessToken, ZohoError> {
+        let result = self.refresh_once().await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!("zdel_token_refreshes_total", "result" => outcome).increment(1);
+        result
+    }
+
+    async fn refresh_once(&self) -> Result<AccessToken, ZohoError> {
         let generation = self.refreshes.fetch_add(1, Ordering::Relaxed) + 1;
         let form = [
             ("grant_type", "refresh_token"),

@@ -138,7 +138,7 @@ impl ZohoClient {
         let ids = ids.join(",");
         let wf = if wf_trigger { "true" } else { "false" };
         let (status, body) = self
-            .call(|base| {
+            .call("delete", |base| {
                 let url = with_segments(base, &[module]);
                 self.http
                     .delete(url)
@@ -159,7 +159,7 @@ impl ZohoClient {
     ) -> Result<BatchAnswer, ZohoError> {
         let ids = related_ids.join(",");
         let (status, body) = self
-            .call(|base| {
+            .call("delink", |base| {
                 let url = with_segments(base, &[module, record_id, related_list]);
                 self.http.delete(url).query(&[("ids", ids.as_str())])
             })
@@ -176,7 +176,7 @@ impl ZohoClient {
     ) -> Result<BatchAnswer, ZohoError> {
         let ids = role_ids.join(",");
         let (status, body) = self
-            .call(|base| {
+            .call("contact_roles", |base| {
                 let url = with_segments(base, &["Contacts", "roles"]);
                 self.http.delete(url).query(&[("ids", ids.as_str())])
             })
@@ -192,7 +192,7 @@ impl ZohoClient {
         record_id: &str,
     ) -> Result<BatchAnswer, ZohoError> {
         let (status, body) = self
-            .call(|base| {
+            .call("photo", |base| {
                 self.http
                     .delete(with_segments(base, &[module, record_id, "photo"]))
             })
@@ -209,7 +209,7 @@ impl ZohoClient {
     ) -> Result<BatchAnswer, ZohoError> {
         let body = serde_json::json!({ "ids": ids });
         let (status, answer) = self
-            .call(|base| {
+            .call("mass_delete_ids", |base| {
                 self.http
                     .post(with_segments(base, &[module, "actions", "mass_delete"]))
                     .json(&body)
@@ -232,7 +232,7 @@ impl ZohoClient {
             body["territory"] = serde_json::json!({ "id": id, "include_child": include_child });
         }
         let (status, answer) = self
-            .call(|base| {
+            .call("mass_delete_view", |base| {
                 self.http
                     .post(with_segments(base, &[module, "actions", "mass_delete"]))
                     .json(&body)
@@ -249,7 +249,7 @@ impl ZohoClient {
         job_id: &str,
     ) -> Result<JobStatus, ZohoError> {
         let (status, answer) = self
-            .call(|base| {
+            .call("mass_delete_status", |base| {
                 self.http
                     .get(with_segments(base, &[module, "actions", "mass_delete"]))
                     .query(&[("job_id", job_id)])
@@ -264,6 +264,7 @@ impl ZohoClient {
     /// errors are classified here; the caller reads the rest of the answer.
     async fn call(
         &self,
+        operation: &'static str,
         build: impl Fn(&url::Url) -> reqwest::RequestBuilder,
     ) -> Result<(u16, serde_json::Value), ZohoError> {
         let mut token = self.auth.token().await?;
@@ -272,15 +273,29 @@ impl ZohoClient {
             let base = self.base_url(&token)?;
             let started = Instant::now();
             self.limiter.until_ready().await;
+            let waited = started.elapsed();
             self.stats
                 .rate_wait_micros
-                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+            metrics::histogram!("zdel_rate_limiter_wait_seconds").record(waited.as_secs_f64());
             self.stats.calls.fetch_add(1, Ordering::Relaxed);
             let request = build(&base).header(
                 reqwest::header::AUTHORIZATION,
                 format!("Zoho-oauthtoken {}", token.secret.expose_secret()),
             );
-            match send_and_read(request).await {
+            let sent = Instant::now();
+            let answer = send_and_read(request).await;
+            let status = match &answer {
+                Ok((status, _)) => status.to_string(),
+                Err(CallError::TokenRejected(_)) => "401".to_string(),
+                Err(CallError::Zoho(e)) => e
+                    .http_status()
+                    .map_or_else(|| "none".to_string(), |s| s.to_string()),
+            };
+            metrics::counter!("zdel_zoho_calls_total", "operation" => operation, "status" => status).increment(1);
+            metrics::histogram!("zdel_zoho_call_duration_seconds", "operation" => operation)
+                .record(sent.elapsed().as_secs_f64());
+            match answer {
                 Err(CallError::TokenRejected(_)) if !refreshed => {
                     token = self.auth.replace_rejected(token.generation).await?;
                     refreshed = true;

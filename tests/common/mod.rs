@@ -50,6 +50,8 @@ pub fn base_env(sandbox_url: &str, db_path: &std::path::Path) -> Vec<(String, St
         ("ZDEL__WORKER__LEASE_MS", "10000".to_string()),
         ("ZDEL__WORKER__SHUTDOWN_GRACE_MS", "5000".to_string()),
         ("ZDEL__WORKER__AUTH_PROBE_INTERVAL_MS", "100".to_string()),
+        // Tests run in parallel: every `serve` gets its own free port.
+        ("ZDEL__HTTP__LISTEN", "127.0.0.1:0".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

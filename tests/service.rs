@@ -1,0 +1,299 @@
+//! `zdel serve` as a service: /healthz, /readyz and /metrics on the real
+//! binary; metrics agree with what the sandbox saw; SIGTERM turns readiness
+//! off at once while calls in flight finish.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{TestEnv, ids, wait_until};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use zdel::sandbox::Faults;
+
+struct Served {
+    child: tokio::process::Child,
+    base: String,
+}
+
+/// Start `zdel serve` with JSON logs and learn its HTTP address from them.
+async fn serve(env: &TestEnv) -> Served {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_zdel"))
+        .arg("serve")
+        .env_remove("ZDEL_CONFIG")
+        .env_remove("RUST_LOG")
+        .envs(env.all_env())
+        .env("ZDEL__LOG__FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(addr) = v.pointer("/fields/addr").and_then(|a| a.as_str())
+            {
+                return addr.to_string();
+            }
+        }
+        panic!("zdel serve exited before listening");
+    })
+    .await
+    .expect("no HTTP address logged");
+    // Keep draining stderr so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Served {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let r = reqwest::get(url).await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// `name{labels} value` lines → (name, sorted labels) → value.
+fn parse_metrics(text: &str) -> BTreeMap<(String, String), f64> {
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let Some((key, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (name, labels) = match key.split_once('{') {
+            Some((n, rest)) => {
+                let mut parts: Vec<&str> = rest.trim_end_matches('}').split(',').collect();
+                parts.sort_unstable();
+                (n.to_string(), parts.join(","))
+            }
+            None => (key.to_string(), String::new()),
+        };
+        if let Ok(v) = value.parse() {
+            out.insert((name, labels), v);
+        }
+    }
+    out
+}
+
+fn sum(m: &BTreeMap<(String, String), f64>, name: &str) -> f64 {
+    m.iter()
+        .filter(|((n, _), _)| n == name)
+        .map(|(_, v)| v)
+        .sum()
+}
+
+fn value(m: &BTreeMap<(String, String), f64>, name: &str, labels: &[&str]) -> f64 {
+    let mut labels: Vec<&str> = labels.to_vec();
+    labels.sort_unstable();
+    m.get(&(name.to_string(), labels.join(",")))
+        .copied()
+        .unwrap_or(0.0)
+}
+
+fn sigterm(child: &tokio::process::Child) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id().unwrap() as libc::pid_t, libc::SIGTERM) };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_during_a_run_match_what_the_sandbox_saw() {
+    let mut env = TestEnv::new(Faults {
+        latency: Duration::from_millis(40),
+        error_5xx_rate: 0.1,
+        ..Faults::default()
+    })
+    .await;
+    env.set("LIMITS__MAX_CONCURRENCY", "2");
+    env.set("HTTP__QUEUE_DEPTH_INTERVAL_MS", "100");
+    env.seed_and_enqueue("Leads", &ids(0, 1_050), true).await;
+    env.enqueue("Leads", &ids(5_000, 5), true).await;
+    let mut served = serve(&env).await;
+
+    assert_eq!(
+        get(&format!("{}/healthz", served.base)).await,
+        (200, "ok\n".into())
+    );
+    let (status, body) = get(&format!("{}/readyz", served.base)).await;
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    wait_until(Duration::from_secs(20), "metrics mid-run", || async {
+        get(&format!("{}/metrics", served.base))
+            .await
+            .1
+            .contains("zdel_zoho_calls_total")
+    })
+    .await;
+    wait_until(Duration::from_secs(30), "every row finished", || async {
+        env.count_in_state("succeeded").await + env.count_in_state("failed").await == 1_055
+    })
+    .await;
+    let metrics_url = format!("{}/metrics", served.base);
+    wait_until(
+        Duration::from_secs(10),
+        "the queue-depth gauge to catch up",
+        || async {
+            let m = parse_metrics(&get(&metrics_url).await.1);
+            value(
+                &m,
+                "zdel_queue_depth",
+                &["state=\"succeeded\"", "operation=\"delete\""],
+            ) == 1_050.0
+        },
+    )
+    .await;
+
+    let m = parse_metrics(&get(&metrics_url).await.1);
+    let stats = env.sb().stats();
+    assert_eq!(
+        sum(&m, "zdel_zoho_calls_total"),
+        stats.calls as f64,
+        "calls by operation and status"
+    );
+    assert_eq!(
+        value(
+            &m,
+            "zdel_zoho_calls_total",
+            &["operation=\"delete\"", "status=\"503\""]
+        ),
+        stats.statuses.get(&503).copied().unwrap_or(0) as f64
+    );
+    assert_eq!(
+        value(
+            &m,
+            "zdel_ids_total",
+            &[
+                "operation=\"delete\"",
+                "outcome=\"succeeded\"",
+                "code=\"SUCCESS\""
+            ]
+        ),
+        1_050.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "zdel_ids_total",
+            &[
+                "operation=\"delete\"",
+                "outcome=\"failed\"",
+                "code=\"INVALID_DATA\""
+            ]
+        ),
+        5.0
+    );
+    assert_eq!(
+        sum(&m, "zdel_batch_retries_total"),
+        stats.statuses.get(&503).copied().unwrap_or(0) as f64
+    );
+    assert_eq!(
+        value(&m, "zdel_token_refreshes_total", &["result=\"ok\""]),
+        stats.tokens_issued as f64
+    );
+    assert_eq!(
+        value(
+            &m,
+            "zdel_zoho_call_duration_seconds_count",
+            &["operation=\"delete\""]
+        ),
+        stats.calls as f64
+    );
+    assert!(
+        m.keys()
+            .any(|(n, _)| n == "zdel_rate_limiter_wait_seconds_count")
+    );
+    assert_eq!(value(&m, "zdel_lanes_paused", &[]), 0.0);
+    assert_eq!(
+        value(&m, "zdel_mass_delete_jobs", &["state=\"running\""]),
+        0.0
+    );
+
+    sigterm(&served.child);
+    let status = tokio::time::timeout(Duration::from_secs(10), served.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_turns_readiness_off_at_once_and_lets_calls_finish() {
+    let mut env = TestEnv::new(Faults {
+        latency: Duration::from_secs(2),
+        ..Faults::default()
+    })
+    .await;
+    env.set("LIMITS__MAX_CONCURRENCY", "2");
+    env.set("WORKER__SHUTDOWN_GRACE_MS", "10000");
+    env.seed_and_enqueue("Leads", &ids(0, 1_000), true).await;
+    let mut served = serve(&env).await;
+    wait_until(Duration::from_secs(10), "two calls in flight", || async {
+        env.count_in_state("running").await == 200
+    })
+    .await;
+
+    sigterm(&served.child);
+    let ready = format!("{}/readyz", served.base);
+    wait_until(
+        Duration::from_millis(1_500),
+        "readyz to turn 503",
+        || async {
+            let (status, body) = get(&ready).await;
+            status == 503 && body == "not ready: shutting down\n"
+        },
+    )
+    .await;
+    assert!(
+        served.child.try_wait().unwrap().is_none(),
+        "zdel must still be finishing its calls"
+    );
+    assert_eq!(
+        get(&format!("{}/healthz", served.base)).await.0,
+        200,
+        "still alive meanwhile"
+    );
+
+    let status = tokio::time::timeout(Duration::from_secs(10), served.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(env.count_in_state("running").await, 0);
+    assert_eq!(
+        env.count_in_state("succeeded").await,
+        200,
+        "the calls in flight finished and were recorded"
+    );
+    assert_eq!(env.count_in_state("pending").await, 800);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_says_why_when_credentials_are_rejected() {
+    let env = TestEnv::new(Faults::default()).await;
+    env.seed_and_enqueue("Leads", &ids(0, 10), true).await;
+    env.sb().revoke_refresh_token(true);
+    let mut served = serve(&env).await;
+    let ready = format!("{}/readyz", served.base);
+    wait_until(
+        Duration::from_secs(10),
+        "readyz to report the rejected credentials",
+        || async {
+            let (status, body) = get(&ready).await;
+            status == 503 && body.contains("Zoho rejects the credentials (invalid_code)")
+        },
+    )
+    .await;
+    env.sb().revoke_refresh_token(false);
+    wait_until(
+        Duration::from_secs(10),
+        "ready again once they work",
+        || async { get(&ready).await.0 == 200 },
+    )
+    .await;
+    sigterm(&served.child);
+    served.child.wait().await.unwrap();
+}
