@@ -95,11 +95,9 @@ async fn transient_errors_fail_rows_after_max_attempts() {
             "{id}"
         );
     }
-    assert_eq!(
-        env.sb().stats().calls,
-        2 * 4,
-        "two batches, four attempts each"
-    );
+    // Each ID was sent exactly four times (retried rows may regroup into
+    // different batches when they fall due together, so calls may vary).
+    assert_eq!(env.sb().stats().ids_per_call.iter().sum::<usize>(), 150 * 4);
     assert_eq!(env.sb().remaining("Leads"), 150, "nothing was deleted");
 }
 
