@@ -28,6 +28,14 @@ fn zdel(env: &TestEnv, args: &[&str], stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// The command must fail with exit status 2 and a message containing `expected`.
+fn assert_refused(env: &TestEnv, args: &[&str], expected: &str) {
+    let out = zdel(env, args, None);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(stderr.contains(expected), "{args:?}: {stderr}");
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -186,18 +194,7 @@ async fn bad_input_exits_2_names_the_problem_and_queues_nothing() {
         ),
     ];
     for (args, expected) in cases {
-        let out = zdel(&env, &args, None);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
-        assert!(
-            text(&out.stderr).contains(expected),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
+        assert_refused(&env, &args, expected);
     }
     assert!(
         queued(&env).await.is_empty(),
@@ -548,18 +545,7 @@ async fn enqueue_every_operation_and_refuse_options_that_do_not_fit() {
         ),
         (vec!["enqueue", "--ids", "1"], "--module is required"),
     ] {
-        let out = zdel(&env, &args, None);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
-        assert!(
-            text(&out.stderr).contains(expected),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
+        assert_refused(&env, &args, expected);
     }
     assert_eq!(
         queued(&env).await.len(),

@@ -297,3 +297,58 @@ async fn readiness_says_why_when_credentials_are_rejected() {
     sigterm(&served.child);
     served.child.wait().await.unwrap();
 }
+
+/// systemd's notify protocol, spoken to a socket we hold: READY after
+/// start-up, watchdog pings while running, STOPPING on SIGTERM.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_watchdog_pings_and_stopping() {
+    let env = TestEnv::new(Faults::default()).await;
+    let path = env.dir.path().join("notify.sock");
+    let socket = tokio::net::UnixDatagram::bind(&path).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_zdel"))
+        .arg("serve")
+        .env_remove("ZDEL_CONFIG")
+        .env_remove("WATCHDOG_PID")
+        .envs(env.all_env())
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "200000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut heard: Vec<String> = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    let listen = async {
+        loop {
+            let n = socket.recv(&mut buf).await.unwrap();
+            heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            if heard.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 3 {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), listen)
+        .await
+        .expect("no READY and watchdog pings");
+    assert!(heard[0].contains("READY=1"), "READY comes first: {heard:?}");
+
+    sigterm(&child);
+    let stopping = async {
+        loop {
+            let n = socket.recv(&mut buf).await.unwrap();
+            if String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1") {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("no STOPPING");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}
