@@ -425,14 +425,17 @@ async fn daily_budget(shared: &Shared) -> Result<Option<u64>, StoreError> {
     if cap == 0 {
         return Ok(None);
     }
+    // In-flight first, then the database: a batch that records its outcome
+    // between the two reads is then counted twice (safe), never missed.
+    // (Only this task claims, so nothing joins the in-flight count meanwhile.)
+    let in_flight = shared
+        .ids_in_flight
+        .load(std::sync::atomic::Ordering::SeqCst);
     let done = shared
         .store
         .succeeded_since(now_ms() - DAY_MS)
         .await?
         .max(0) as u64;
-    let in_flight = shared
-        .ids_in_flight
-        .load(std::sync::atomic::Ordering::SeqCst);
     Ok(Some(cap.saturating_sub(done + in_flight)))
 }
 
