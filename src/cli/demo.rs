@@ -147,8 +147,16 @@ pub async fn run(base: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         .sum();
     println!("\nIDs by outcome:");
     for (state, code, n) in &counts {
+        let why = match (state.as_str(), code.as_deref()) {
+            ("succeeded", Some("SUCCESS")) => "deleted",
+            ("succeeded", Some("INVALID_DATA")) => {
+                "deleted by a call whose answer was lost (500, dropped connection); confirmed on retry"
+            }
+            ("failed", Some("INVALID_DATA")) => "not in Zoho (1 in 97 demo IDs does not exist)",
+            _ => "",
+        };
         println!(
-            "  {state:<10} {:<14} {n:>8}",
+            "  {state:<10} {:<14} {n:>8}  {why}",
             code.as_deref().unwrap_or("-")
         );
     }
