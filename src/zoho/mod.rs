@@ -13,7 +13,6 @@ mod error;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -45,13 +44,6 @@ pub struct BatchAnswer {
     pub results: Vec<IdResult>,
 }
 
-/// Counters for the summary and metrics.
-#[derive(Debug, Default)]
-pub struct ClientStats {
-    pub calls: AtomicU64,
-    pub rate_wait_micros: AtomicU64,
-}
-
 pub struct ZohoClient {
     http: reqwest::Client,
     auth: TokenSource,
@@ -62,7 +54,6 @@ pub struct ZohoClient {
     limiter: DefaultDirectRateLimiter,
     /// The concurrency gate: `max_concurrency` permits.
     slots: Arc<Semaphore>,
-    pub stats: ClientStats,
 }
 
 impl ZohoClient {
@@ -96,7 +87,6 @@ impl ZohoClient {
             api_version: config.zoho.api_version.clone(),
             limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
             slots: Arc::new(Semaphore::new(slots)),
-            stats: ClientStats::default(),
         })
     }
 
@@ -108,11 +98,6 @@ impl ZohoClient {
             // The semaphore is never closed; if it were, waiting forever is wrong too.
             Err(_) => unreachable!("the call-slot semaphore is never closed"),
         }
-    }
-
-    /// Calls that can start right now without waiting for a slot.
-    pub fn free_slots(&self) -> usize {
-        self.slots.available_permits()
     }
 
     pub fn token_refreshes(&self) -> u64 {
@@ -274,11 +259,7 @@ impl ZohoClient {
             let started = Instant::now();
             self.limiter.until_ready().await;
             let waited = started.elapsed();
-            self.stats
-                .rate_wait_micros
-                .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
             metrics::histogram!("zdel_rate_limiter_wait_seconds").record(waited.as_secs_f64());
-            self.stats.calls.fetch_add(1, Ordering::Relaxed);
             let request = build(&base).header(
                 reqwest::header::AUTHORIZATION,
                 format!("Zoho-oauthtoken {}", token.secret.expose_secret()),
