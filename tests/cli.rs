@@ -604,6 +604,12 @@ async fn mass_delete_shows_what_it_deletes_and_needs_yes_off_a_terminal() {
         text(&out.stderr)
     );
 
+    let out = zdel(&env, &["status"], None);
+    assert!(
+        text(&out.stdout).contains("mass-delete jobs: 1 pending"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = zdel(&env, &["jobs"], None);
     assert!(
         text(&out.stdout).contains("3652397000000538003") && text(&out.stdout).contains("pending"),

@@ -21,12 +21,18 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let report = store.status(now_ms()).await?;
     let cap = config.limits.max_deletions_per_day;
     let last_24h = store.succeeded_since(now_ms() - 24 * 3600 * 1000).await?;
+    let jobs = store.depth().await?.1;
     store.close().await;
     if opts.json {
         let mut value = serde_json::to_value(&report)?;
         value["succeeded_last_24h"] = last_24h.into();
         value["max_deletions_per_day"] = cap.into();
         value["daily_cap_reached"] = (cap > 0 && last_24h as u64 >= cap).into();
+        value["mass_delete_jobs"] = jobs
+            .iter()
+            .map(|(state, n)| (state.clone(), serde_json::Value::from(*n)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -78,6 +84,21 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
             "\n{} queued request(s) ask for mass delete with wf_trigger = 0: they go as plain DELETEs (100 IDs a call), because mass delete cannot suppress workflow rules",
             report.mass_delete_without_workflow
         );
+    }
+    if !jobs.is_empty() {
+        let list: Vec<String> = jobs
+            .iter()
+            .map(|(state, n)| format!("{n} {state}"))
+            .collect();
+        println!(
+            "\nmass-delete jobs: {} (details: `zdel jobs`)",
+            list.join(", ")
+        );
+        if jobs.iter().any(|(state, n)| state == "uncertain" && *n > 0) {
+            println!(
+                "  an UNCERTAIN job needs an operator: check it in Zoho, then `zdel jobs --reschedule ID` or `--cancel ID`"
+            );
+        }
     }
     if report.pauses.is_empty() {
         println!("\nno paused lanes");
