@@ -78,6 +78,7 @@ pub struct ZohoConfig {
     pub request_timeout_ms: u64,
     pub connect_timeout_ms: u64,
     pub token_refresh_margin_ms: u64,
+    pub token_retry_ms: u64,
 }
 
 /// Hand-written so that a `{:?}` of the config can never print a secret.
@@ -94,6 +95,7 @@ impl std::fmt::Debug for ZohoConfig {
             .field("request_timeout_ms", &self.request_timeout_ms)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("token_refresh_margin_ms", &self.token_refresh_margin_ms)
+            .field("token_retry_ms", &self.token_retry_ms)
             .finish()
     }
 }

@@ -113,3 +113,52 @@ async fn a_running_server_resumes_by_itself_once_credentials_work() {
     shutdown.cancel();
     handle.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_endpoint_outage_costs_no_attempts_and_is_not_hammered() {
+    let mut env = TestEnv::new(Faults::default()).await;
+    env.set("ZOHO__TOKEN_RETRY_MS", "300");
+    env.seed_and_enqueue("Leads", &ids(0, 800), true).await;
+    env.sb().set_token_endpoint_down(true);
+    let (shutdown, handle) = env.serve();
+
+    wait_until(
+        Duration::from_secs(10),
+        "a first failed token request",
+        || async { env.sb().stats().token_requests >= 1 },
+    )
+    .await;
+    let first = std::time::Instant::now();
+    wait_until(
+        Duration::from_secs(10),
+        "two more token requests",
+        || async { env.sb().stats().token_requests >= 3 },
+    )
+    .await;
+    assert!(
+        first.elapsed() >= Duration::from_millis(500),
+        "token requests must be spaced by zoho.token_retry_ms, not made per batch"
+    );
+    assert_eq!(env.sb().stats().calls, 0, "no API call without a token");
+    let spent: i64 = sqlx::query_scalar("SELECT coalesce(max(attempts), 0) FROM deletion_requests")
+        .fetch_one(env.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(spent, 0, "an outage of the token endpoint costs no attempt");
+    assert_eq!(env.count_in_state("failed").await, 0);
+
+    env.sb().set_token_endpoint_down(false);
+    wait_until(
+        Duration::from_secs(10),
+        "every ID deleted after the outage",
+        || async { env.count_in_state("succeeded").await == 800 },
+    )
+    .await;
+    shutdown.cancel();
+    handle.await.unwrap();
+    let max_attempts: i64 = sqlx::query_scalar("SELECT max(attempts) FROM deletion_requests")
+        .fetch_one(env.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(max_attempts, 1);
+}

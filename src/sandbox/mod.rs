@@ -83,6 +83,8 @@ pub struct SandboxStats {
     pub peak_concurrency: usize,
     /// Access tokens issued.
     pub tokens_issued: u64,
+    /// Requests to the token endpoint, answered or not.
+    pub token_requests: u64,
     /// Calls answered 401 (expired or unknown token).
     pub unauthorized: u64,
     /// Answers by HTTP status.
@@ -143,6 +145,7 @@ struct Inner {
     locked: HashMap<String, u32>,
     tokens: HashMap<String, Instant>,
     credentials_revoked: bool,
+    token_endpoint_down: bool,
     in_flight: usize,
     in_flight_ids: HashMap<String, u32>,
     stats: SandboxStats,
@@ -388,6 +391,11 @@ impl Sandbox {
         self.lock().tokens.clear();
     }
 
+    /// Make the token endpoint answer 503 (or stop doing so).
+    pub fn set_token_endpoint_down(&self, down: bool) {
+        self.lock().token_endpoint_down = down;
+    }
+
     /// Make the token endpoint answer `invalid_code` (or stop doing so).
     pub fn revoke_refresh_token(&self, revoked: bool) {
         self.lock().credentials_revoked = revoked;
@@ -404,6 +412,10 @@ struct TokenForm {
 
 async fn token(State(sb): State<Sandbox>, Form(form): Form<TokenForm>) -> Response {
     let mut inner = sb.lock();
+    inner.stats.token_requests += 1;
+    if inner.token_endpoint_down {
+        return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response();
+    }
     // Zoho answers token errors with HTTP 200: the body says what went wrong.
     if form.grant_type.as_deref() != Some("refresh_token") {
         return axum::Json(json!({"error": "unsupported_grant_type"})).into_response();

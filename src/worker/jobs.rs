@@ -174,6 +174,7 @@ fn schedule_update(
         // Nothing reached Zoho, or it refused to look: certainly not scheduled.
         Err(
             e @ (ZohoError::Transient { .. }
+            | ZohoError::Unavailable { .. }
             | ZohoError::RateLimited { .. }
             | ZohoError::LanePaused { .. }
             | ZohoError::CredentialsRejected { .. }),

@@ -152,6 +152,9 @@ struct Shared {
     paused_modules: Mutex<HashSet<String>>,
     /// Set when the credentials are rejected; cleared when a probe succeeds.
     paused_all: Mutex<bool>,
+    /// No claims before this instant: the token endpoint is unavailable, so
+    /// every call would fail before it is sent.
+    claims_resume_at: Mutex<Option<Instant>>,
     /// Wakes the idle dispatcher when a batch finishes.
     batch_done: Notify,
     /// Identifies this process's leases.
@@ -193,6 +196,7 @@ pub async fn run(
         cooldowns: Mutex::new(HashMap::new()),
         paused_modules: Mutex::new(HashSet::new()),
         paused_all: Mutex::new(false),
+        claims_resume_at: Mutex::new(None),
         batch_done: Notify::new(),
         owner: owner.clone(),
         ids_in_flight: std::sync::atomic::AtomicU64::new(0),
@@ -264,6 +268,16 @@ pub async fn run(
             continue;
         }
 
+        let resume_at = *lock(&shared.claims_resume_at);
+        if let Some(at) = resume_at
+            && Instant::now() < at
+        {
+            tokio::select! {
+                _ = tokio::time::sleep_until(at.into()) => {}
+                _ = shutdown.cancelled() => break StopReason::Shutdown,
+            }
+            continue;
+        }
         let slot = tokio::select! {
             slot = shared.client.acquire_slot() => slot,
             _ = shutdown.cancelled() => break StopReason::Shutdown,
@@ -682,6 +696,17 @@ async fn apply_error_effects(
             if let Err(e) = shared.store.pause(PAUSE_ALL, code, message, now_ms()).await {
                 warn!(error = %e, "could not record the pause; it holds in this process only");
             }
+        }
+        ZohoError::Unavailable {
+            retry_after,
+            message,
+            ..
+        } => {
+            warn!(
+                retry_after_ms = retry_after.as_millis() as u64,
+                "{message}: no claims meanwhile"
+            );
+            *lock(&shared.claims_resume_at) = Some(Instant::now() + *retry_after);
         }
         ZohoError::RateLimited { retry_after, .. } => {
             let cooldown = retry_after.unwrap_or(Duration::from_millis(

@@ -137,6 +137,14 @@ fn whole_call(
             now_ms,
             unit,
         ),
+        ZohoError::Unavailable { retry_after, .. } => RowChange::Retry {
+            code,
+            message,
+            http_status,
+            next_attempt_at: now_ms + retry_after.as_millis() as i64,
+            count_attempt: false,
+            ambiguous: false,
+        },
         ZohoError::RateLimited { retry_after, .. } => RowChange::Retry {
             code,
             message,
@@ -342,6 +350,21 @@ mod tests {
         assert!(
             matches!(&plan_paused[0].change, RowChange::Retry { code, count_attempt: false, .. } if code == "NO_PERMISSION")
         );
+        let unavailable = Err(ZohoError::Unavailable {
+            code: "HTTP_503".into(),
+            message: "token endpoint down".into(),
+            retry_after: Duration::from_secs(15),
+        });
+        let plan_unavailable = plan(&b, &unavailable, &POLICY, 1_000, || 0.5);
+        assert!(matches!(
+            plan_unavailable[0].change,
+            RowChange::Retry {
+                next_attempt_at: 16_000,
+                count_attempt: false,
+                ambiguous: false,
+                ..
+            }
+        ));
         let rejected = Err(ZohoError::Rejected {
             code: "INVALID_MODULE".into(),
             message: "bad".into(),

@@ -43,6 +43,10 @@ pub struct TokenSource {
     refresh_margin: Duration,
     /// Held across a refresh so that only one task refreshes at a time.
     cache: Mutex<Option<Arc<AccessToken>>>,
+    /// After the token endpoint failed, further refreshes fail fast until
+    /// this instant instead of hammering it (Zoho throttles token requests).
+    unavailable_until: std::sync::Mutex<Option<(Instant, ZohoError)>>,
+    retry_after_failure: Duration,
     refreshes: AtomicU64,
 }
 
@@ -73,6 +77,7 @@ impl TokenSource {
         client_secret: SecretString,
         refresh_token: SecretString,
         refresh_margin: Duration,
+        retry_after_failure: Duration,
     ) -> TokenSource {
         TokenSource {
             http,
@@ -82,6 +87,8 @@ impl TokenSource {
             refresh_token,
             refresh_margin,
             cache: Mutex::new(None),
+            unavailable_until: std::sync::Mutex::new(None),
+            retry_after_failure,
             refreshes: AtomicU64::new(0),
         }
     }
@@ -129,7 +136,37 @@ impl TokenSource {
     }
 
     async fn refresh(&self) -> Result<AccessToken, ZohoError> {
-        let result = self.refresh_once().await;
+        {
+            let failed = self
+                .unavailable_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some((until, error)) = failed.as_ref()
+                && Instant::now() < *until
+            {
+                return Err(error.clone());
+            }
+        }
+        let result = match self.refresh_once().await {
+            // The endpoint is down or failing: nothing reached the CRM API.
+            Err(ZohoError::Transient { code, message, .. }) => {
+                let error = ZohoError::Unavailable {
+                    code,
+                    message: format!(
+                        "{message}; no call was made, retrying in {} s",
+                        self.retry_after_failure.as_secs()
+                    ),
+                    retry_after: self.retry_after_failure,
+                };
+                *self
+                    .unavailable_until
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now() + self.retry_after_failure, error.clone()));
+                Err(error)
+            }
+            other => other,
+        };
         let outcome = if result.is_ok() { "ok" } else { "error" };
         metrics::counter!("zdel_token_refreshes_total", "result" => outcome).increment(1);
         result

@@ -14,6 +14,14 @@ pub enum ZohoError {
         http_status: Option<u16>,
         ambiguous: bool,
     },
+    /// Nothing was sent to the CRM API: the token endpoint could not be
+    /// reached or failed. Retry after `retry_after`; it costs no attempt.
+    #[error("{code}: {message}")]
+    Unavailable {
+        code: String,
+        message: String,
+        retry_after: Duration,
+    },
     /// Over a limit (HTTP 429, or the token endpoint throttling us). Slow down;
     /// the call never ran, so it costs no attempt.
     #[error("rate limited by Zoho: {message}")]
@@ -50,6 +58,7 @@ impl ZohoError {
     pub fn code(&self) -> &str {
         match self {
             ZohoError::Transient { code, .. }
+            | ZohoError::Unavailable { code, .. }
             | ZohoError::LanePaused { code, .. }
             | ZohoError::CredentialsRejected { code, .. }
             | ZohoError::Rejected { code, .. } => code,
@@ -63,7 +72,7 @@ impl ZohoError {
             | ZohoError::LanePaused { http_status, .. }
             | ZohoError::Rejected { http_status, .. } => *http_status,
             ZohoError::RateLimited { .. } => Some(429),
-            ZohoError::CredentialsRejected { .. } => None,
+            ZohoError::CredentialsRejected { .. } | ZohoError::Unavailable { .. } => None,
         }
     }
 }

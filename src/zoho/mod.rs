@@ -75,6 +75,7 @@ impl ZohoClient {
             config.zoho.client_secret.clone(),
             config.zoho.refresh_token.clone(),
             Duration::from_millis(config.zoho.token_refresh_margin_ms),
+            Duration::from_millis(config.zoho.token_retry_ms),
         );
         let rate = NonZeroU32::new(config.limits.requests_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.limits.burst).unwrap_or(NonZeroU32::MIN);
