@@ -352,3 +352,46 @@ async fn systemd_hears_ready_watchdog_pings_and_stopping() {
         .unwrap();
     assert!(status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_a_span_per_batch() {
+    let env = TestEnv::new(Faults::default()).await;
+    env.seed_and_enqueue("Leads", &ids(0, 150), false).await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_zdel"))
+        .arg("drain")
+        .env_remove("ZDEL_CONFIG")
+        .envs(env.all_env())
+        .env("ZDEL__LOG__FORMAT", "json")
+        .env("RUST_LOG", "zdel=debug")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let mut batches: Vec<(String, String, bool, u64, u64)> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "call answered")
+        .map(|l| {
+            let span = &l["span"];
+            assert_eq!(span["name"], "batch");
+            (
+                span["operation"].as_str().unwrap().to_string(),
+                span["module"].as_str().unwrap().to_string(),
+                span["wf_trigger"].as_bool().unwrap(),
+                span["size"].as_u64().unwrap(),
+                span["attempt"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    batches.sort();
+    assert_eq!(
+        batches,
+        [
+            ("delete".into(), "Leads".into(), false, 50, 1),
+            ("delete".into(), "Leads".into(), false, 100, 1),
+        ]
+    );
+}
