@@ -9,7 +9,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use super::{Shared, apply_error_effects, lock};
+use super::batch::apply_error_effects;
+use super::{Shared, lock};
 use crate::clock::now_ms;
 use crate::store::{JobAction, JobCounts, JobRow, JobUpdate, StoreError};
 use crate::zoho::{CallSlot, JobStatus, ScheduleAnswer, ZohoError};

@@ -1,0 +1,257 @@
+//! One claimed batch: make its call (or, in a dry run, describe it),
+//! apply what a whole-call error means for its lane, record every row's
+//! outcome under the lease, and count it in the metrics.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use super::{Shared, lock, outcome};
+use crate::clock::now_ms;
+use crate::store::{ClaimedBatch, LaneKey, Operation, PAUSE_ALL, Store, Strategy};
+use crate::zoho::{CallSlot, ZohoClient, ZohoError};
+
+/// Make one call for a claimed batch and record every row's outcome.
+pub(super) async fn run_batch(shared: Arc<Shared>, batch: ClaimedBatch, slot: CallSlot) {
+    let attempt = batch.rows.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
+    let strategy = shared.settings.effective_strategy(&batch.lane);
+    let span = info_span!(
+        "batch",
+        operation = batch.lane.operation.as_str(),
+        strategy = strategy.as_str(),
+        module = %batch.lane.module,
+        wf_trigger = batch.lane.wf_trigger,
+        size = batch.rows.len(),
+        attempt,
+    );
+    async move {
+        if shared.settings.dry_run {
+            info!(call = %describe_call(&batch, strategy), "dry run: would send");
+            drop(slot);
+            shared
+                .ids_in_flight
+                .fetch_sub(batch.rows.len() as u64, std::sync::atomic::Ordering::SeqCst);
+            shared.batch_done.notify_one();
+            return;
+        }
+        let started = Instant::now();
+        let result = send_batch(&shared.client, &slot, &batch, strategy).await;
+        drop(slot);
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(answer) => debug!(
+                http_status = answer.http_status,
+                results = answer.results.len(),
+                elapsed_ms,
+                "call answered"
+            ),
+            Err(e) => warn!(code = e.code(), error = %e, elapsed_ms, "call failed"),
+        }
+        apply_lane_effects(&shared, &batch.lane, &result).await;
+        if let Err(e) = &result
+            && matches!(
+                e,
+                ZohoError::Transient { .. } | ZohoError::RateLimited { .. }
+            )
+        {
+            metrics::counter!("zdel_batch_retries_total", "code" => e.code().to_string())
+                .increment(1);
+        }
+        let now = now_ms();
+        let outcomes = outcome::plan(
+            &batch,
+            &result,
+            &shared.settings.retry,
+            now,
+            rand::random::<f64>,
+        );
+        if record_with_retries(&shared.store, &batch, &outcomes).await {
+            count_outcomes(batch.lane.operation, &outcomes);
+        }
+        shared
+            .ids_in_flight
+            .fetch_sub(batch.rows.len() as u64, std::sync::atomic::Ordering::SeqCst);
+        shared.batch_done.notify_one();
+    }
+    .instrument(span)
+    .await
+}
+
+/// The call `batch` would make, for dry-run logs: method, path and every ID.
+fn describe_call(batch: &ClaimedBatch, strategy: Strategy) -> String {
+    let lane = &batch.lane;
+    let ids: Vec<&str> = batch.rows.iter().map(|r| r.answer_id()).collect();
+    let n = ids.len();
+    let ids = ids.join(",");
+    match lane.operation {
+        Operation::Delete if strategy == Strategy::MassDelete => {
+            format!(
+                "POST /{}/actions/mass_delete ids=[{ids}] ({n} IDs)",
+                lane.module
+            )
+        }
+        Operation::Delete => format!(
+            "DELETE /{}?ids={ids}&wf_trigger={} ({n} IDs)",
+            lane.module, lane.wf_trigger
+        ),
+        Operation::Delink => {
+            let first = &batch.rows[0];
+            format!(
+                "DELETE /{}/{}/{}?ids={ids} ({n} IDs)",
+                lane.module,
+                first.record_id,
+                first.related_list.as_deref().unwrap_or_default()
+            )
+        }
+        Operation::DeleteContactRole => format!("DELETE /Contacts/roles?ids={ids} ({n} IDs)"),
+        Operation::DeletePhoto => format!("DELETE /{}/{ids}/photo", lane.module),
+    }
+}
+
+/// The one call that carries `batch`, chosen by its operation and strategy.
+async fn send_batch(
+    client: &ZohoClient,
+    slot: &CallSlot,
+    batch: &ClaimedBatch,
+    strategy: Strategy,
+) -> Result<crate::zoho::BatchAnswer, ZohoError> {
+    let lane = &batch.lane;
+    let ids: Vec<&str> = batch.rows.iter().map(|r| r.answer_id()).collect();
+    match lane.operation {
+        Operation::Delete if strategy == Strategy::MassDelete => {
+            client.mass_delete_ids(slot, &lane.module, &ids).await
+        }
+        Operation::Delete => {
+            client
+                .delete_records(slot, &lane.module, &ids, lane.wf_trigger)
+                .await
+        }
+        Operation::Delink => {
+            // Claimed per parent: every row shares record_id and related_list.
+            let first = &batch.rows[0];
+            let related_list = first.related_list.as_deref().unwrap_or_default();
+            client
+                .delink(slot, &lane.module, &first.record_id, related_list, &ids)
+                .await
+        }
+        Operation::DeleteContactRole => client.delete_contact_roles(slot, &ids).await,
+        Operation::DeletePhoto => {
+            client
+                .delete_photo(slot, &lane.module, &batch.rows[0].record_id)
+                .await
+        }
+    }
+}
+
+/// Pauses and cooldowns that a whole-call error puts on the lane.
+async fn apply_lane_effects(
+    shared: &Shared,
+    lane: &LaneKey,
+    result: &Result<crate::zoho::BatchAnswer, ZohoError>,
+) {
+    if let Err(e) = result {
+        apply_error_effects(shared, &lane.module, Some(lane), e).await;
+    }
+}
+
+/// A permission error pauses `module`; rejected credentials pause
+/// everything; a 429 cools `lane` down.
+pub(super) async fn apply_error_effects(
+    shared: &Shared,
+    module: &str,
+    lane: Option<&LaneKey>,
+    error: &ZohoError,
+) {
+    match error {
+        ZohoError::LanePaused { code, message, .. } => {
+            error!(module = %module, code = %code, "permission error: pausing this module's lane; run `zdel resume --module {module}` once fixed");
+            lock(&shared.paused_modules).insert(module.to_string());
+            if let Err(e) = shared.store.pause(module, code, message, now_ms()).await {
+                warn!(error = %e, "could not record the pause; it holds in this process only");
+            }
+        }
+        ZohoError::CredentialsRejected { code, message } => {
+            error!(code = %code, "{message}: pausing all work until the credentials are fixed");
+            *lock(&shared.paused_all) = true;
+            if let Err(e) = shared.store.pause(PAUSE_ALL, code, message, now_ms()).await {
+                warn!(error = %e, "could not record the pause; it holds in this process only");
+            }
+        }
+        ZohoError::Unavailable {
+            retry_after,
+            message,
+            ..
+        } => {
+            warn!(
+                retry_after_ms = retry_after.as_millis() as u64,
+                "{message}: no claims meanwhile"
+            );
+            *lock(&shared.claims_resume_at) = Some(Instant::now() + *retry_after);
+        }
+        ZohoError::RateLimited { retry_after, .. } => {
+            let cooldown = retry_after.unwrap_or(Duration::from_millis(
+                outcome::DEFAULT_RATE_LIMIT_COOLDOWN_MS as u64,
+            ));
+            if let Some(lane) = lane {
+                warn!(lane = %lane, cooldown_ms = cooldown.as_millis() as u64, "429: slowing this lane");
+                lock(&shared.cooldowns).insert(lane.clone(), Instant::now() + cooldown);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `zdel_ids_total{operation, outcome, code}`: one increment per distinct
+/// (outcome, code) of a batch, not per ID.
+fn count_outcomes(operation: Operation, outcomes: &[crate::store::RowOutcome]) {
+    use crate::store::RowChange;
+    let mut counts: Vec<((&'static str, &str), u64)> = Vec::new();
+    for o in outcomes {
+        let key = match &o.change {
+            RowChange::Succeeded { code, .. } => ("succeeded", code.as_str()),
+            RowChange::Failed { code, .. } => ("failed", code.as_str()),
+            RowChange::Retry { code, .. } => ("retry", code.as_str()),
+        };
+        match counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((key, 1)),
+        }
+    }
+    for ((outcome, code), n) in counts {
+        metrics::counter!("zdel_ids_total", "operation" => operation.as_str(), "outcome" => outcome, "code" => code.to_string())
+            .increment(n);
+    }
+}
+
+/// Writes of outcomes retry a few times (the database may be busy); if they
+/// still fail, the lease expires and the rows are retried as ambiguous, so
+/// nothing is lost.
+async fn record_with_retries(
+    store: &Store,
+    batch: &ClaimedBatch,
+    outcomes: &[crate::store::RowOutcome],
+) -> bool {
+    const TRIES: u32 = 5;
+    for try_no in 1..=TRIES {
+        match store.record_outcomes(batch.lease, outcomes, now_ms()).await {
+            Ok(recorded) => {
+                if recorded.lease_lost > 0 {
+                    warn!(
+                        rows = recorded.lease_lost,
+                        "lease lost before the outcome was written: another claim owns these rows now"
+                    );
+                }
+                return true;
+            }
+            Err(e) if try_no < TRIES => {
+                warn!(error = %e, try_no, "could not record outcomes; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(try_no))).await;
+            }
+            Err(e) => {
+                error!(error = %e, "could not record outcomes; the rows return to pending when their lease expires");
+            }
+        }
+    }
+    false
+}
