@@ -1,0 +1,575 @@
+//! The sandbox's HTTP side: the token endpoint and every delete endpoint,
+//! each wrapped by [`gated`] (auth, counting, latency, injected faults).
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    CLIENT_ID, CLIENT_SECRET, Faults, Inner, Job, MAX_IDS_PER_CALL, REFRESH_TOKEN, Sandbox,
+};
+
+pub(super) fn router(sandbox: Sandbox) -> Router {
+    Router::new()
+        .route("/oauth/v2/token", post(token))
+        .route("/crm/{version}/{module}", delete(delete_records))
+        .route(
+            "/crm/{version}/{module}/{sub}",
+            delete(delete_contact_roles),
+        )
+        .route(
+            "/crm/{version}/{module}/{a}/{b}",
+            delete(delete_nested)
+                .post(post_mass_delete)
+                .get(get_mass_delete_status),
+        )
+        .with_state(sandbox)
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    refresh_token: Option<String>,
+}
+
+async fn token(State(sb): State<Sandbox>, Form(form): Form<TokenForm>) -> Response {
+    let mut inner = sb.lock();
+    inner.stats.token_requests += 1;
+    if inner.token_endpoint_down {
+        return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response();
+    }
+    // Zoho answers token errors with HTTP 200: the body says what went wrong.
+    if form.grant_type.as_deref() != Some("refresh_token") {
+        return axum::Json(json!({"error": "unsupported_grant_type"})).into_response();
+    }
+    if form.client_id.as_deref() != Some(CLIENT_ID)
+        || form.client_secret.as_deref() != Some(CLIENT_SECRET)
+    {
+        return axum::Json(json!({"error": "invalid_client"})).into_response();
+    }
+    if inner.credentials_revoked || form.refresh_token.as_deref() != Some(REFRESH_TOKEN) {
+        return axum::Json(json!({"error": "invalid_code"})).into_response();
+    }
+    inner.token_counter += 1;
+    let access = format!(
+        "1000.sandbox{}.{:016x}",
+        inner.token_counter,
+        rand::random::<u64>()
+    );
+    let ttl = inner.faults.token_ttl;
+    inner.tokens.insert(access.clone(), Instant::now() + ttl);
+    inner.stats.tokens_issued += 1;
+    axum::Json(json!({
+        "access_token": access,
+        "api_domain": sb.base_url,
+        "token_type": "Bearer",
+        "expires_in": ttl.as_secs().max(1),
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct IdsQuery {
+    ids: Option<String>,
+    wf_trigger: Option<String>,
+    job_id: Option<String>,
+}
+
+fn split_ids(ids: Option<&str>) -> Vec<String> {
+    ids.unwrap_or("")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Undoes the in-flight bookkeeping of one call however it ends.
+struct InFlight {
+    sandbox: Sandbox,
+    ids: Vec<String>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut inner = self.sandbox.lock();
+        inner.in_flight = inner.in_flight.saturating_sub(1);
+        for id in &self.ids {
+            if let Some(n) = inner.in_flight_ids.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    inner.in_flight_ids.remove(id);
+                }
+            }
+        }
+    }
+}
+
+fn zoho_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"code": code, "details": {}, "message": message, "status": "error"})),
+    )
+        .into_response()
+}
+
+/// What an endpoint did: its answer, and whether it changed anything (only
+/// then can the "fail after acting" faults fire).
+struct Acted {
+    response: Response,
+    mutated: bool,
+}
+
+fn answered(response: Response) -> Acted {
+    Acted {
+        response,
+        mutated: false,
+    }
+}
+
+/// Everything every API call shares: the token check, counting, in-flight
+/// and overlap bookkeeping, latency, and the injected faults around `act`.
+async fn gated(
+    sb: &Sandbox,
+    headers: &HeaderMap,
+    endpoint: &str,
+    module: &str,
+    ids: &[String],
+    act: impl FnOnce(&mut Inner, &Faults) -> Acted,
+) -> Response {
+    let (faults, _guard) = {
+        let mut inner = sb.lock();
+        inner.stats.calls += 1;
+        *inner
+            .stats
+            .calls_by_endpoint
+            .entry(endpoint.to_string())
+            .or_default() += 1;
+        let authorized = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Zoho-oauthtoken "))
+            .and_then(|t| inner.tokens.get(t))
+            .is_some_and(|expiry| Instant::now() < *expiry);
+        if !authorized {
+            inner.stats.unauthorized += 1;
+            *inner.stats.statuses.entry(401).or_default() += 1;
+            return zoho_error(
+                StatusCode::UNAUTHORIZED,
+                "INVALID_TOKEN",
+                "invalid oauth token",
+            );
+        }
+        inner.stats.call_starts.push(Instant::now());
+        inner.stats.ids_per_call.push(ids.len());
+        inner.in_flight += 1;
+        inner.stats.peak_concurrency = inner.stats.peak_concurrency.max(inner.in_flight);
+        for id in ids {
+            let n = inner.in_flight_ids.entry(id.clone()).or_default();
+            *n += 1;
+            if *n > 1 {
+                inner.stats.overlapping_ids += 1;
+            }
+        }
+        (
+            inner.faults.clone(),
+            InFlight {
+                sandbox: sb.clone(),
+                ids: ids.to_vec(),
+            },
+        )
+    };
+    if !faults.latency.is_zero() {
+        tokio::time::sleep(faults.latency).await;
+    }
+    let response = faulty(sb, &faults, module, act);
+    let mut inner = sb.lock();
+    *inner
+        .stats
+        .statuses
+        .entry(response.status().as_u16())
+        .or_default() += 1;
+    response
+}
+
+fn faulty(
+    sb: &Sandbox,
+    faults: &Faults,
+    module: &str,
+    act: impl FnOnce(&mut Inner, &Faults) -> Acted,
+) -> Response {
+    if rand::random::<f64>() < faults.rate_429 {
+        let mut response = zoho_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_REQUESTS",
+            "too many requests",
+        );
+        if let Some(secs) = faults.retry_after_secs
+            && let Ok(v) = secs.to_string().parse()
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return response;
+    }
+    if rand::random::<f64>() < faults.error_5xx_rate {
+        return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response();
+    }
+    let acted = {
+        let mut inner = sb.lock();
+        if inner.denied_modules.contains(module) {
+            return zoho_error(
+                StatusCode::FORBIDDEN,
+                "NO_PERMISSION",
+                "permission denied to delete records",
+            );
+        }
+        if !faults.every_id_exists && !inner.modules.contains(module) && module != "Contacts" {
+            return zoho_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_MODULE",
+                "the module name given seems to be invalid",
+            );
+        }
+        act(&mut inner, faults)
+    };
+    if !acted.mutated {
+        return acted.response;
+    }
+    let roll = rand::random::<f64>();
+    if roll < faults.error_5xx_after_delete_rate {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
+    }
+    if roll < faults.error_5xx_after_delete_rate + faults.drop_after_delete_rate {
+        // Headers go out, then the body fails: the connection is cut mid-answer.
+        let body = Body::from_stream(futures_util::stream::once(async {
+            Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other(
+                "sandbox drops the connection",
+            ))
+        }));
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
+    acted.response
+}
+
+/// Per-ID answers for a batch; `remove` deletes one ID and says whether it existed.
+fn per_id_answer(
+    inner: &mut Inner,
+    ids: &[String],
+    max: usize,
+    key: &str,
+    success_message: &str,
+    mut remove: impl FnMut(&mut Inner, &str) -> bool,
+) -> Acted {
+    if ids.is_empty() {
+        return answered(zoho_error(
+            StatusCode::BAD_REQUEST,
+            "REQUIRED_PARAM_MISSING",
+            "ids is required",
+        ));
+    }
+    if ids.len() > max {
+        return answered(zoho_error(
+            StatusCode::BAD_REQUEST,
+            "LIMIT_EXCEEDED",
+            &format!("more than {max} ids in one call"),
+        ));
+    }
+    let mut entries = Vec::with_capacity(ids.len());
+    let mut successes = 0;
+    for id in ids {
+        if let Some(n) = inner.locked.get_mut(id)
+            && *n > 0
+        {
+            *n -= 1;
+            entries.push(json!({"code": "RECORD_LOCKED", "details": {"id": id}, "message": "the record is locked", "status": "error"}));
+            continue;
+        }
+        if remove(inner, id) {
+            successes += 1;
+            entries.push(json!({"code": "SUCCESS", "details": {"id": id}, "message": success_message, "status": "success"}));
+        } else {
+            entries.push(json!({"code": "INVALID_DATA", "details": {"id": id}, "message": "the id given seems to be invalid", "status": "error"}));
+        }
+    }
+    inner.stats.deleted += successes as u64;
+    // The status of a mixed batch is not reliably documented: 200, 207 and 400 are seen.
+    let status = if successes == ids.len() {
+        StatusCode::OK
+    } else if successes > 0 {
+        StatusCode::MULTI_STATUS
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Acted {
+        response: (status, Json(json!({ key: entries }))).into_response(),
+        mutated: successes > 0,
+    }
+}
+
+/// Delete a record of `module` (every ID exists once, in benchmark mode).
+fn remove_record(inner: &mut Inner, every_id_exists: bool, module: &str, id: &str) -> bool {
+    if every_id_exists {
+        inner
+            .records
+            .entry(format!("{module}#deleted"))
+            .or_default()
+            .insert(id.to_string())
+    } else {
+        inner
+            .records
+            .get_mut(module)
+            .is_some_and(|set| set.remove(id))
+    }
+}
+
+async fn delete_records(
+    State(sb): State<Sandbox>,
+    Path((_version, module)): Path<(String, String)>,
+    Query(query): Query<IdsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let ids = split_ids(query.ids.as_deref());
+    let wf_ok = matches!(
+        query.wf_trigger.as_deref(),
+        None | Some("true") | Some("false")
+    );
+    gated(&sb, &headers, "delete", &module, &ids, |inner, faults| {
+        if !wf_ok {
+            return answered(zoho_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_DATA",
+                "wf_trigger must be true or false",
+            ));
+        }
+        let every = faults.every_id_exists;
+        per_id_answer(
+            inner,
+            &ids,
+            MAX_IDS_PER_CALL,
+            "data",
+            "record deleted",
+            |inner, id| remove_record(inner, every, &module, id),
+        )
+    })
+    .await
+}
+
+/// `DELETE /Contacts/roles?ids=…`
+async fn delete_contact_roles(
+    State(sb): State<Sandbox>,
+    Path((_version, module, sub)): Path<(String, String, String)>,
+    Query(query): Query<IdsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if module != "Contacts" || sub != "roles" {
+        return zoho_error(
+            StatusCode::NOT_FOUND,
+            "INVALID_URL_PATTERN",
+            "the url is invalid",
+        );
+    }
+    let ids = split_ids(query.ids.as_deref());
+    gated(&sb, &headers, "contact_roles", &module, &ids, |inner, _| {
+        per_id_answer(
+            inner,
+            &ids,
+            MAX_IDS_PER_CALL,
+            "contact_roles",
+            "contact role deleted",
+            |inner, id| inner.contact_roles.remove(id),
+        )
+    })
+    .await
+}
+
+/// `DELETE /{module}/{record}/photo` or `DELETE /{module}/{record}/{related_list}?ids=…`
+async fn delete_nested(
+    State(sb): State<Sandbox>,
+    Path((_version, module, record, list)): Path<(String, String, String, String)>,
+    Query(query): Query<IdsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if list == "photo" {
+        let ids = vec![record.clone()];
+        return gated(&sb, &headers, "photo", &module, &ids, |inner, _| {
+            if inner.photos.remove(&(module.clone(), record.clone())) {
+                inner.stats.deleted += 1;
+                Acted {
+                    response: Json(json!({"code": "SUCCESS", "details": {}, "message": "Photo deleted", "status": "success"})).into_response(),
+                    mutated: true,
+                }
+            } else {
+                answered(zoho_error(StatusCode::BAD_REQUEST, "INVALID_DATA", "No such photo exists"))
+            }
+        })
+        .await;
+    }
+    let ids = split_ids(query.ids.as_deref());
+    gated(&sb, &headers, "delink", &module, &ids, |inner, _| {
+        let key = (module.clone(), record.clone(), list.clone());
+        per_id_answer(
+            inner,
+            &ids,
+            MAX_IDS_PER_CALL,
+            "data",
+            "relation removed",
+            |inner, id| inner.relations.get_mut(&key).is_some_and(|s| s.remove(id)),
+        )
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct MassDeleteBody {
+    ids: Option<Vec<String>>,
+    cvid: Option<String>,
+    territory: Option<serde_json::Value>,
+}
+
+/// `POST /{module}/actions/mass_delete` with `ids` (≤ 500) or a `cvid`.
+async fn post_mass_delete(
+    State(sb): State<Sandbox>,
+    Path((_version, module, a, b)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+    body: Option<Json<MassDeleteBody>>,
+) -> Response {
+    if a != "actions" || b != "mass_delete" {
+        return zoho_error(
+            StatusCode::NOT_FOUND,
+            "INVALID_URL_PATTERN",
+            "the url is invalid",
+        );
+    }
+    let Some(Json(body)) = body else {
+        return zoho_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_DATA",
+            "body is not valid JSON",
+        );
+    };
+    if let Some(ids) = body.ids {
+        return gated(
+            &sb,
+            &headers,
+            "mass_delete_ids",
+            &module,
+            &ids,
+            |inner, faults| {
+                let every = faults.every_id_exists;
+                per_id_answer(
+                    inner,
+                    &ids,
+                    500,
+                    "data",
+                    "record is deleted",
+                    |inner, id| remove_record(inner, every, &module, id),
+                )
+            },
+        )
+        .await;
+    }
+    let Some(cvid) = body.cvid else {
+        return zoho_error(
+            StatusCode::BAD_REQUEST,
+            "MANDATORY_NOT_FOUND",
+            "either cvid or ids is required",
+        );
+    };
+    let _territory = body.territory;
+    gated(&sb, &headers, "mass_delete_view", &module, &[], |inner, _| {
+        let occupied = match inner.occupied.get_mut(&module) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        };
+        if occupied || inner.jobs.values().any(|j| j.module == module && j.status != "COMPLETED") {
+            return answered((StatusCode::BAD_REQUEST, Json(json!({"data": [{"code": "ALREADY_SCHEDULED", "details": {}, "message": "a mass delete job is already running", "status": "error"}]}))).into_response());
+        }
+        let Some(view) = inner.views.get(&(module.clone(), cvid.clone())).cloned() else {
+            return answered(zoho_error(StatusCode::BAD_REQUEST, "INVALID_DATA", "the cvid given seems to be invalid"));
+        };
+        let remaining: Vec<String> = {
+            let records = inner.records.get(&module);
+            view.into_iter().filter(|id| records.is_some_and(|r| r.contains(id))).collect()
+        };
+        if remaining.is_empty() {
+            return answered((StatusCode::BAD_REQUEST, Json(json!({"data": [{"code": "NO_RECORDS_FOUND", "details": {}, "message": "no records found in the view", "status": "error"}]}))).into_response());
+        }
+        inner.job_counter += 1;
+        let job_id = format!("36523970{:011}", inner.job_counter);
+        inner.stats.jobs_scheduled += 1;
+        inner.jobs.insert(job_id.clone(), Job {
+            module: module.clone(),
+            total: remaining.len() as i64,
+            remaining,
+            deleted: 0,
+            failed: 0,
+            status: "SCHEDULED",
+        });
+        Acted {
+            response: Json(json!({"data": [{"code": "SUCCESS", "details": {"job_id": job_id}, "message": "mass delete scheduled successfully", "status": "success"}]})).into_response(),
+            mutated: true,
+        }
+    })
+    .await
+}
+
+/// `GET /{module}/actions/mass_delete?job_id=…`: each poll advances the job.
+async fn get_mass_delete_status(
+    State(sb): State<Sandbox>,
+    Path((_version, module, a, b)): Path<(String, String, String, String)>,
+    Query(query): Query<IdsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if a != "actions" || b != "mass_delete" {
+        return zoho_error(
+            StatusCode::NOT_FOUND,
+            "INVALID_URL_PATTERN",
+            "the url is invalid",
+        );
+    }
+    let job_id = query.job_id.unwrap_or_default();
+    gated(&sb, &headers, "mass_delete_status", &module, &[], |inner, faults| {
+        let Some(mut job) = inner.jobs.get(&job_id).cloned() else {
+            return answered(zoho_error(StatusCode::BAD_REQUEST, "INVALID_DATA", "the job_id given seems to be invalid"));
+        };
+        match job.status {
+            "SCHEDULED" => job.status = "RUNNING",
+            "RUNNING" => {
+                let n = faults.job_records_per_poll.max(1).min(job.remaining.len());
+                let batch: Vec<String> = job.remaining.drain(..n).collect();
+                for id in batch {
+                    if inner.records.get_mut(&job.module).is_some_and(|r| r.remove(&id)) {
+                        job.deleted += 1;
+                        inner.stats.deleted += 1;
+                    } else {
+                        job.failed += 1;
+                    }
+                }
+                if job.remaining.is_empty() {
+                    job.status = "COMPLETED";
+                }
+            }
+            _ => {}
+        }
+        let answer = json!({"data": [{"Status": job.status, "Total_Count": job.total, "Deleted_Count": job.deleted, "Failed_Count": job.failed}]});
+        inner.jobs.insert(job_id.clone(), job);
+        answered(Json(answer).into_response())
+    })
+    .await
+}
