@@ -237,6 +237,10 @@ impl Store {
         lease_ms: i64,
         limit_for: &(dyn Fn(&LaneKey) -> u32 + Sync),
     ) -> Result<Option<ClaimedBatch>, StoreError> {
+        // An idle poll must not take the write lock (an operator's INSERTs wait on it).
+        if lanes.is_empty() {
+            return Ok(None);
+        }
         let mut tx = self.begin_write().await?;
         let start = match after {
             Some(a) => lanes.iter().position(|l| l > a).unwrap_or(0),
