@@ -62,15 +62,31 @@ async fn malformed_inserts_are_rejected_by_sqlite() {
     let cases = [
         (
             "INSERT INTO deletion_requests (module, record_id) VALUES ('Leads', '12a4')",
-            "record_id_is_1_to_19_digits",
+            "record_id_is_a_zoho_id",
         ),
         (
             "INSERT INTO deletion_requests (module, record_id) VALUES ('Leads', '12345678901234567890')",
-            "record_id_is_1_to_19_digits",
+            "record_id_is_a_zoho_id",
         ),
         (
             "INSERT INTO deletion_requests (module, record_id) VALUES ('Leads', '')",
-            "record_id_is_1_to_19_digits",
+            "record_id_is_a_zoho_id",
+        ),
+        (
+            "INSERT INTO deletion_requests (module, record_id) VALUES ('Leads', '0123')",
+            "record_id_is_a_zoho_id",
+        ),
+        (
+            "INSERT INTO deletion_requests (module, record_id) VALUES ('Leads', '9223372036854775808')",
+            "record_id_is_a_zoho_id",
+        ),
+        (
+            "INSERT INTO deletion_requests (module, record_id) VALUES ('Leads', '-5')",
+            "record_id_is_a_zoho_id",
+        ),
+        (
+            "INSERT INTO deletion_requests (module, record_id, state) VALUES ('Leads', '1', 'failed')",
+            "finished_at_iff_terminal",
         ),
         (
             "INSERT INTO deletion_requests (module, record_id) VALUES ('../Leads', '1')",

@@ -29,7 +29,8 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         .find(|id| !super::is_record_id(id))
     {
         return Err(super::UsageError(format!(
-            "--ids: {bad:?} is not a record ID (1 to 19 digits)"
+            "--ids: {bad:?} is not a record ID ({})",
+            super::RECORD_ID_RULE
         ))
         .into());
     }

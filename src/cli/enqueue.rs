@@ -103,7 +103,8 @@ fn template(opts: &Opts) -> Result<RequestTemplate, UsageError> {
         (Operation::Delink, Some(record), Some(list)) => {
             if !super::is_record_id(record) {
                 return Err(UsageError(format!(
-                    "--record {record:?} is not a record ID (1 to 19 digits)"
+                    "--record {record:?} is not a record ID ({})",
+                    super::RECORD_ID_RULE
                 )));
             }
             Some((record.clone(), list.clone()))
@@ -208,7 +209,8 @@ fn for_each_id(
         }
         if !super::is_record_id(id) {
             return Err(UsageError(format!(
-                "{name}: line {line_no}: {id:?} is not a record ID (1 to 19 digits); nothing was queued"
+                "{name}: line {line_no}: {id:?} is not a record ID ({}); nothing was queued",
+                super::RECORD_ID_RULE
             ))
             .into());
         }

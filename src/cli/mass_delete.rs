@@ -31,8 +31,9 @@ pub struct Opts {
 pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     if !super::is_record_id(&opts.cvid) {
         return Err(super::UsageError(format!(
-            "--cvid {:?} is not a custom view ID (1 to 19 digits)",
-            opts.cvid
+            "--cvid {:?} is not a custom view ID ({})",
+            opts.cvid,
+            super::RECORD_ID_RULE
         ))
         .into());
     }
@@ -40,7 +41,8 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         && !super::is_record_id(t)
     {
         return Err(super::UsageError(format!(
-            "--territory {t:?} is not a territory ID (1 to 19 digits)"
+            "--territory {t:?} is not a territory ID ({})",
+            super::RECORD_ID_RULE
         ))
         .into());
     }

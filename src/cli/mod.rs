@@ -203,9 +203,17 @@ pub fn parse_module(s: &str) -> Result<String, String> {
 }
 
 /// A Zoho record ID: 1 to 19 ASCII digits.
+/// A Zoho ID (record, view, territory): a positive 64-bit integer in plain
+/// decimal — digits only, no leading zero. The same rule as the database's
+/// `record_id_is_a_zoho_id` check, so what the CLI accepts always inserts.
 pub fn is_record_id(s: &str) -> bool {
-    (1..=19).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+    !s.starts_with('0')
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && s.parse::<i64>().is_ok_and(|n| n > 0)
 }
+
+/// How a bad ID is explained in error messages.
+pub const RECORD_ID_RULE: &str = "a Zoho ID is a positive 64-bit number written in digits, without leading zeros, e.g. 3652397000006064023";
 
 #[cfg(test)]
 mod tests {
@@ -233,5 +241,10 @@ mod tests {
         assert!(!is_record_id("12a"));
         assert!(!is_record_id(""));
         assert!(!is_record_id("１２"));
+        assert!(!is_record_id("0123"));
+        assert!(!is_record_id("0"));
+        assert!(!is_record_id("+123"));
+        assert!(is_record_id("9223372036854775807"));
+        assert!(!is_record_id("9223372036854775808"));
     }
 }
