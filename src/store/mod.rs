@@ -10,7 +10,7 @@
 //!                      ▼
 //!   ┌──────────────► pending ──── `zdel cancel` ───► cancelled
 //!   │                  │                                 │
-//!   │   claim_batch (worker, BEGIN IMMEDIATE,            │
+//!   │  claim_batches (worker, BEGIN IMMEDIATE,           │
 //!   │   sets lease_token + lease_expires_at)             │
 //!   │                  ▼                                 │
 //!   ├── retry ──── running ──── record_outcomes ──► succeeded
@@ -27,8 +27,13 @@
 //!   has passed and its module's lane is not paused.
 //! * `running`: claimed under a lease. Only the holder of `lease_token` may move
 //!   it on; if the holder dies, [`Store::reap_expired_leases`] moves it back.
-//! * `succeeded`, `failed`, `cancelled`: terminal, with `finished_at`. Only an
-//!   operator moves them again (`zdel retry`).
+//! * `succeeded`, `failed`, `cancelled`: terminal, with `finished_at` (the
+//!   `finished_at_iff_terminal` check). Only an operator moves them again
+//!   (`zdel retry`).
+//!
+//! Writes: one connection, taken in turn (`begin_write`). Claims take a batch
+//! per free call slot in one transaction; outcomes of batches finishing
+//! together share one transaction (`record_outcomes`, group commit).
 //!
 //! A claim that ends without a recorded answer (crash, shutdown cut-off) adds
 //! one to `ambiguous_attempts`: Zoho may have deleted the records, so a later
@@ -40,6 +45,7 @@ mod report;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -48,8 +54,8 @@ use sqlx::sqlite::{
 
 pub use jobs::{JobAction, JobCounts, JobRow, JobUpdate, NewJob};
 pub use queue::{
-    ClaimedBatch, ClaimedRow, Enqueuer, LaneKey, LeaseToken, Recorded, RequestTemplate, RowChange,
-    RowOutcome,
+    ClaimRequest, ClaimedBatch, ClaimedRow, Enqueuer, LaneKey, LeaseToken, Recorded,
+    RequestTemplate, RowChange, RowOutcome,
 };
 pub use report::{
     CountRow, ErrorRow, OutcomeFilter, OutcomeRow, Pause, StatusReport, TerminalCounts,
@@ -153,6 +159,12 @@ pub enum StoreError {
     /// Applying the embedded migrations failed.
     #[error("could not migrate the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The task writing a group of outcomes (group commit) was stopped
+    /// before it committed: nothing of this batch was written; write again.
+    #[error(
+        "the task writing this batch's outcomes together with others stopped before committing (shutdown?); nothing was written, try again"
+    )]
+    WriterStopped,
     /// Any other database error.
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
@@ -185,7 +197,60 @@ impl StoreError {
 /// The queue's handle: a small pool of SQLite connections in WAL mode.
 #[derive(Clone)]
 pub struct Store {
+    /// Readers (status, outcomes, counts), concurrent under WAL.
     pool: SqlitePool,
+    /// The one connection every write of this process goes through. One
+    /// connection keeps its page cache warm (a SQLite connection drops its
+    /// whole cache when another connection wrote since its last transaction).
+    writes: SqlitePool,
+    /// Writers in this process queue here rather than in SQLite's busy
+    /// handler, which polls with sleeps of up to 100 ms: measured, that
+    /// left the writer idle most of the time under concurrent batches.
+    writer: Arc<tokio::sync::Mutex<()>>,
+    /// How long a write waits for another process's write lock.
+    busy_timeout: Duration,
+    /// Outcomes waiting to be written by the next writer (group commit).
+    recordings: Arc<Mutex<Vec<Recording>>>,
+}
+
+/// One batch's outcomes queued for the next group commit.
+pub(crate) struct Recording {
+    lease: queue::LeaseToken,
+    outcomes: Vec<queue::RowOutcome>,
+    now_ms: i64,
+    reply: tokio::sync::oneshot::Sender<Result<queue::Recorded, StoreError>>,
+}
+
+/// A std mutex never held across an await: a panic while holding it cannot
+/// leave the data half-changed, so poisoning is ignored.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A write transaction (BEGIN IMMEDIATE) holding this process's writer turn
+/// until it commits or drops.
+pub(crate) struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &sqlx::SqliteConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut sqlx::SqliteConnection {
+        &mut self.tx
+    }
 }
 
 /// Connections in the pool: one writer at a time is SQLite's rule, the rest
@@ -206,13 +271,38 @@ impl Store {
         create_owner_only(&path)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(POOL_CONNECTIONS)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|source| StoreError::Open {
                 path: path.clone(),
                 source,
             })?;
-        let store = Store { pool };
+        // Writers wait for their turn on `writer`, never on this pool.
+        let writes = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .test_before_acquire(false)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(
+                options
+                    // Statement journals and json_each's temporary tables in memory.
+                    .pragma("temp_store", "memory")
+                    // No sleeping busy handler: see `begin_write_holding`.
+                    .busy_timeout(Duration::ZERO),
+            )
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let store = Store {
+            pool,
+            writes,
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+            recordings: Arc::new(Mutex::new(Vec::new())),
+            busy_timeout,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -258,14 +348,47 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.writes.close().await;
         self.pool.close().await;
     }
 
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+    async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+        let turn = self.writer.clone().lock_owned().await;
+        self.begin_write_holding(turn).await
+    }
+
+    /// Begin a write transaction with the writer's turn already taken.
+    async fn begin_write_holding(
+        &self,
+        turn: tokio::sync::OwnedMutexGuard<()>,
+    ) -> Result<WriteTx, StoreError> {
         // IMMEDIATE takes the write lock up front: a deferred transaction that
         // reads and then writes can fail with SQLITE_BUSY despite busy_timeout.
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        // Another process (an operator's sqlite3, `zdel enqueue`) may hold
+        // the write lock. SQLite's own busy handler sleeps 1, 2, 5, 10 … up
+        // to 100 ms between tries, which measured, lost most of the writer's
+        // time to a process writing small transactions; retry here in short
+        // steps instead, for up to `busy_timeout` in all.
+        let deadline = tokio::time::Instant::now() + self.busy_timeout;
+        let mut pause = Duration::from_micros(100);
+        loop {
+            match self.writes.begin_with("BEGIN IMMEDIATE").await {
+                Ok(tx) => return Ok(WriteTx { tx, _turn: turn }),
+                Err(e) if is_busy(&e) && tokio::time::Instant::now() + pause < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(2));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
+}
+
+/// SQLITE_BUSY: another connection holds the lock.
+fn is_busy(e: &sqlx::Error) -> bool {
+    // sqlx reports the extended code; its low byte is the primary code.
+    matches!(e, sqlx::Error::Database(d)
+        if d.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| c & 0xff == 5))
 }
 
 /// A database file zdel creates is readable by its owner only: it holds

@@ -25,7 +25,7 @@ pub use outcome::RetryPolicy;
 
 use crate::clock::now_ms;
 use crate::config::{Config, DeleteStrategy, MAX_IDS_PER_MASS_DELETE};
-use crate::store::{LaneKey, Operation, PAUSE_ALL, Store, StoreError, Strategy};
+use crate::store::{ClaimRequest, LaneKey, Operation, PAUSE_ALL, Store, StoreError, Strategy};
 use crate::zoho::ZohoClient;
 
 /// The worker's knobs, from `[worker]` and `[retry]`.
@@ -167,6 +167,10 @@ struct Shared {
 /// A dry run holds its claims for the whole run: it never records an
 /// outcome, so the rows must not return to pending (and be shown again)
 /// before it ends.
+/// The most batches claimed in one transaction (when that many call slots
+/// are free at once).
+const MAX_BATCHES_PER_CLAIM: usize = 32;
+
 const DRY_RUN_LEASE_MS: i64 = 24 * 3600 * 1000;
 /// The daily cap's rolling window.
 const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -323,7 +327,17 @@ pub async fn run(
             cooldowns.retain(|_, until| *until > now);
             cooldowns.keys().cloned().collect()
         };
-        let mut claimed = Ok(None);
+        // Every call slot free right now: their batches are claimed in one
+        // transaction (the writer's fixed cost per transaction is shared).
+        let mut slots = vec![slot];
+        while slots.len() < MAX_BATCHES_PER_CLAIM {
+            match shared.client.try_acquire_slot() {
+                Some(more) => slots.push(more),
+                None => break,
+            }
+        }
+        let limit_for = |lane: &LaneKey| shared.settings.batch_limit(lane);
+        let mut claimed = Ok(Vec::new());
         for attempt in 0..2 {
             if lanes.is_empty() || attempt == 1 {
                 match shared.store.pending_lanes().await {
@@ -336,36 +350,41 @@ pub async fn run(
             }
             claimed = shared
                 .store
-                .claim_batch(
-                    now_ms(),
-                    &lanes,
-                    cursor.as_ref(),
-                    &skip_modules,
-                    &skip_lanes,
-                    &owner,
+                .claim_batches(&ClaimRequest {
+                    now_ms: now_ms(),
+                    lanes: &lanes,
+                    after: cursor.as_ref(),
+                    skip_modules: &skip_modules,
+                    skip_lanes: &skip_lanes,
+                    owner: &owner,
                     lease_ms,
-                    &|lane| {
-                        let limit = shared.settings.batch_limit(lane);
-                        budget.map_or(limit, |b| limit.min(u32::try_from(b).unwrap_or(u32::MAX)))
-                    },
-                )
+                    limit_for: &limit_for,
+                    max_batches: slots.len(),
+                    max_ids: budget,
+                })
                 .await;
-            if !matches!(claimed, Ok(None)) {
+            if !matches!(&claimed, Ok(b) if b.is_empty()) {
                 break;
             }
         }
-        match claimed {
-            Ok(Some(batch)) => {
-                cursor = Some(batch.lane.clone());
-                batches += 1;
-                shared
-                    .ids_in_flight
-                    .fetch_add(batch.rows.len() as u64, std::sync::atomic::Ordering::SeqCst);
-                let task_shared = shared.clone();
-                tasks.spawn(async move { batch::run_batch(task_shared, batch, slot).await });
+        match claimed.map(|b| (!b.is_empty()).then_some(b)) {
+            Ok(Some(claimed)) => {
+                for batch in claimed {
+                    let Some(slot) = slots.pop() else {
+                        // claim_batches returns at most one batch per slot.
+                        break;
+                    };
+                    cursor = Some(batch.lane.clone());
+                    batches += 1;
+                    shared
+                        .ids_in_flight
+                        .fetch_add(batch.rows.len() as u64, std::sync::atomic::Ordering::SeqCst);
+                    let task_shared = shared.clone();
+                    tasks.spawn(async move { batch::run_batch(task_shared, batch, slot).await });
+                }
             }
             Ok(None) => {
-                drop(slot);
+                drop(slots);
                 if mode == RunMode::Drain && tasks.is_empty() {
                     match drain_outlook(&shared, &skip_modules).await {
                         Ok(Some(reason)) => break reason,
@@ -378,7 +397,7 @@ pub async fn run(
                 }
             }
             Err(e) => {
-                drop(slot);
+                drop(slots);
                 warn!(error = %e, "could not claim a batch; will try again");
                 if !idle_wait(&shared, &shutdown, poll).await {
                     break StopReason::Shutdown;

@@ -91,6 +91,15 @@ impl ZohoClient {
         })
     }
 
+    /// A free call slot now, if there is one.
+    pub fn try_acquire_slot(&self) -> Option<CallSlot> {
+        self.slots
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(|p| CallSlot { _permit: p })
+    }
+
     /// Wait for a free call slot (the concurrency cap).
     pub async fn acquire_slot(&self) -> CallSlot {
         let permit = self.slots.clone().acquire_owned().await;

@@ -1,0 +1,323 @@
+//! The single writer's group commits: several batches claimed in one
+//! transaction (round robin, within the slots and the day's remaining cap),
+//! outcomes of batches finishing together written together — each caller
+//! still gets its own answer, fenced by its own lease. Also: waiting out
+//! another process's write lock, and the upgrade to migration 0004.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestEnv, ids};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+use zdel::sandbox::Faults;
+use zdel::store::{ClaimRequest, LaneKey, RowChange, RowOutcome, Store, StoreError};
+
+fn request<'a>(
+    lanes: &'a [LaneKey],
+    limit_for: &'a (dyn Fn(&LaneKey) -> u32 + Sync),
+    max_batches: usize,
+    max_ids: Option<u64>,
+) -> ClaimRequest<'a> {
+    ClaimRequest {
+        now_ms: 1_000,
+        lanes,
+        after: None,
+        skip_modules: &[],
+        skip_lanes: &[],
+        owner: "test",
+        lease_ms: 60_000,
+        limit_for,
+        max_batches,
+        max_ids,
+    }
+}
+
+fn succeeded(ids: impl Iterator<Item = i64>) -> Vec<RowOutcome> {
+    ids.map(|id| RowOutcome {
+        id,
+        change: RowChange::Succeeded {
+            code: "SUCCESS".into(),
+            message: "record deleted".into(),
+            http_status: Some(200),
+        },
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn one_claim_takes_a_batch_per_slot_round_robin_within_the_cap() {
+    let env = TestEnv::new(Faults::default()).await;
+    env.enqueue("Leads", &ids(0, 250), true).await;
+    env.enqueue("Contacts", &ids(1_000, 30), true).await;
+    let store = &env.store;
+    let lanes = store.pending_lanes().await.unwrap();
+    let limit = |_: &LaneKey| 100;
+
+    // Five slots: Contacts 30 (then empty), Leads 100, 100, 50 (then empty).
+    let batches = store
+        .claim_batches(&request(&lanes, &limit, 5, None))
+        .await
+        .unwrap();
+    let shape: Vec<(&str, usize)> = batches
+        .iter()
+        .map(|b| (b.lane.module.as_str(), b.rows.len()))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("Contacts", 30),
+            ("Leads", 100),
+            ("Leads", 100),
+            ("Leads", 50)
+        ]
+    );
+    let leases: std::collections::HashSet<i64> = batches.iter().map(|b| b.lease.0).collect();
+    assert_eq!(leases.len(), 4, "every batch has its own lease");
+    assert_eq!(env.count_in_state("running").await, 280);
+    assert!(
+        store
+            .claim_batches(&request(&lanes, &limit, 5, None))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The day's remaining cap bounds the rows over all batches.
+    let env = TestEnv::new(Faults::default()).await;
+    env.enqueue("Leads", &ids(0, 500), true).await;
+    let lanes = env.store.pending_lanes().await.unwrap();
+    let batches = env
+        .store
+        .claim_batches(&request(&lanes, &limit, 10, Some(230)))
+        .await
+        .unwrap();
+    let sizes: Vec<usize> = batches.iter().map(|b| b.rows.len()).collect();
+    assert_eq!(sizes, [100, 100, 30]);
+    assert_eq!(env.count_in_state("running").await, 230);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_written_together_answer_each_caller_under_its_own_lease() {
+    let env = TestEnv::new(Faults::default()).await;
+    env.enqueue("Leads", &ids(0, 1_200), true).await;
+    let store = env.store.clone();
+    let lanes = store.pending_lanes().await.unwrap();
+    let limit = |_: &LaneKey| 100;
+    let batches = store
+        .claim_batches(&request(&lanes, &limit, 12, None))
+        .await
+        .unwrap();
+    assert_eq!(batches.len(), 12);
+
+    // The first batch's lease is reaped and its rows claimed again by "b":
+    // its late outcomes must not land.
+    sqlx::query("UPDATE deletion_requests SET lease_expires_at = 0 WHERE lease_token = ?1")
+        .bind(batches[0].lease.0)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(store.reap_expired_leases(2_000).await.unwrap(), 100);
+    let again = store
+        .claim_batch(2_000, &lanes, None, &[], &[], "b", 60_000, &limit)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        again.rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+        batches[0].rows.iter().map(|r| r.id).collect::<Vec<_>>()
+    );
+
+    // All twelve record at once (as batches finishing together do).
+    let tasks: Vec<_> = batches
+        .iter()
+        .map(|b| {
+            let store = store.clone();
+            let lease = b.lease;
+            let outcomes = succeeded(b.rows.iter().map(|r| r.id));
+            tokio::spawn(async move { store.record_outcomes(lease, &outcomes, 3_000).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap().unwrap();
+        answers.push((r.applied, r.lease_lost));
+    }
+    let mut expected = vec![(100, 0); 12];
+    expected[0] = (0, 100);
+    assert_eq!(answers, expected);
+    assert_eq!(env.count_in_state("succeeded").await, 1_100);
+    let still_b: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM deletion_requests WHERE state = 'running' AND lease_owner = 'b'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        still_b, 100,
+        "the reaped batch's rows stay with the new claim"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waits_out_another_process_holding_the_lock_then_gives_up() {
+    let env = TestEnv::new(Faults::default()).await;
+    let mut other = SqliteConnectOptions::new()
+        .filename(&env.db_path)
+        .connect()
+        .await
+        .unwrap();
+
+    // Held for a moment: the enqueue waits and then succeeds.
+    let held = other.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let store = env.store.clone();
+    let enqueue = tokio::spawn(async move {
+        let mut e = store.begin_enqueue().await?;
+        e.add(
+            &zdel::store::RequestTemplate::delete("Leads", true),
+            &["3652397000000000001"],
+        )
+        .await?;
+        e.commit().await
+    });
+    // Blocked as long as the lock is held...
+    let mut enqueue = enqueue;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut enqueue)
+            .await
+            .is_err(),
+        "the enqueue finished while another process held the write lock"
+    );
+    // ...and through as soon as it is released.
+    held.rollback().await.unwrap();
+    enqueue.await.unwrap().unwrap();
+    assert_eq!(env.count_in_state("pending").await, 1);
+
+    // Held longer than busy_timeout: a clear "database is locked", nothing written.
+    let impatient = Store::open(env.db_path.to_str().unwrap(), Duration::from_millis(200))
+        .await
+        .unwrap();
+    let held = other.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let started = std::time::Instant::now();
+    let result = impatient.begin_enqueue().await;
+    let waited = started.elapsed();
+    let Err(StoreError::Sql(e)) = result else {
+        panic!("expected a busy error");
+    };
+    assert!(e.to_string().contains("locked"), "{e}");
+    assert!(
+        waited >= Duration::from_millis(150),
+        "gave up after {waited:?}"
+    );
+    drop(held);
+    assert_eq!(env.count_in_state("pending").await, 1);
+}
+
+#[tokio::test]
+async fn migration_0004_keeps_every_row_and_fills_finished_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    // A database as the first three migrations left it.
+    let old = tempfile::tempdir().unwrap();
+    for name in [
+        "0001_queue.sql",
+        "0002_operations_and_jobs.sql",
+        "0003_partial_indexes.sql",
+    ] {
+        std::fs::copy(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(name),
+            old.path().join(name),
+        )
+        .unwrap();
+    }
+    {
+        let mut conn = SqliteConnectOptions::new()
+            .filename(&db)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::migrate::Migrator::new(old.path())
+            .await
+            .unwrap()
+            .run(&mut conn)
+            .await
+            .unwrap();
+        for sql in [
+            "INSERT INTO deletion_requests (module, record_id) VALUES ('Leads', '3652397000000000001')",
+            "INSERT INTO deletion_requests (module, record_id, state, outcome_code, updated_at)
+             VALUES ('Leads', '3652397000000000002', 'succeeded', 'SUCCESS', 1234)",
+            "INSERT INTO deletion_requests (module, record_id, state, lease_token, lease_owner, lease_expires_at)
+             VALUES ('Contacts', '3652397000000000003', 'running', 7, 'old', 99)",
+            "INSERT INTO deletion_requests (operation, module, record_id, related_list, related_id)
+             VALUES ('delink', 'Leads', '3652397000000000004', 'Campaigns', '3652397000000000005')",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+        conn.close().await.unwrap();
+    }
+
+    let store = Store::open(db.to_str().unwrap(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    type Row = (i64, String, String, Option<i64>, Option<i64>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, record_id, state, finished_at, lease_token FROM deletion_requests ORDER BY id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (
+                1,
+                "3652397000000000001".into(),
+                "pending".into(),
+                None,
+                None
+            ),
+            (
+                2,
+                "3652397000000000002".into(),
+                "succeeded".into(),
+                Some(1234),
+                None
+            ),
+            (
+                3,
+                "3652397000000000003".into(),
+                "running".into(),
+                None,
+                Some(7)
+            ),
+            (
+                4,
+                "3652397000000000004".into(),
+                "pending".into(),
+                None,
+                None
+            ),
+        ]
+    );
+    // The new table enforces "one live request per target" on finished_at.
+    let dup = sqlx::query(
+        "INSERT INTO deletion_requests (module, record_id) VALUES ('Leads', '3652397000000000001')",
+    )
+    .execute(store.pool())
+    .await;
+    assert!(
+        dup.unwrap_err()
+            .to_string()
+            .contains("deletion_requests_one_live")
+    );
+    sqlx::query(
+        "INSERT INTO deletion_requests (module, record_id) VALUES ('Leads', '3652397000000000002')",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+}
