@@ -10,5 +10,6 @@ pub mod config;
 pub mod http;
 pub mod sandbox;
 pub mod store;
+mod sync;
 pub mod worker;
 pub mod zoho;

@@ -221,12 +221,6 @@ pub(crate) struct Recording {
     reply: tokio::sync::oneshot::Sender<Result<queue::Recorded, StoreError>>,
 }
 
-/// A std mutex never held across an await: a panic while holding it cannot
-/// leave the data half-changed, so poisoning is ignored.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// A write transaction (BEGIN IMMEDIATE) holding this process's writer turn
 /// until it commits or drops.
 pub(crate) struct WriteTx {

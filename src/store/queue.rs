@@ -5,7 +5,8 @@
 //! `json_each`, so each statement is prepared once and cached, whatever the
 //! batch size.
 
-use super::{Operation, Recording, Store, StoreError, Strategy, lock};
+use super::{Operation, Recording, Store, StoreError, Strategy};
+use crate::sync::lock;
 
 /// Identifies one claim. Every later update of the claimed rows must present
 /// it: a claim whose lease expired and was reaped can no longer write.
@@ -45,7 +46,7 @@ impl std::fmt::Display for LaneKey {
 }
 
 /// One row of a claimed batch.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct ClaimedRow {
     pub id: i64,
     pub record_id: String,

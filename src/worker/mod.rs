@@ -26,6 +26,7 @@ pub use outcome::RetryPolicy;
 use crate::clock::now_ms;
 use crate::config::{Config, DeleteStrategy, MAX_IDS_PER_MASS_DELETE};
 use crate::store::{ClaimRequest, LaneKey, Operation, PAUSE_ALL, Store, StoreError, Strategy};
+use crate::sync::lock;
 use crate::zoho::ZohoClient;
 
 /// The worker's knobs, from `[worker]` and `[retry]`.
@@ -549,10 +550,4 @@ async fn drain_outlook(
     } else {
         StopReason::Drained
     }))
-}
-
-/// A poisoned lock only means another task panicked mid-update of a plain
-/// map; the data is still usable.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
