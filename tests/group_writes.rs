@@ -98,6 +98,72 @@ async fn one_claim_takes_a_batch_per_slot_round_robin_within_the_cap() {
     assert_eq!(env.count_in_state("running").await, 230);
 }
 
+#[tokio::test]
+async fn a_lane_share_taken_at_once_follows_due_order_across_retry_times() {
+    let env = TestEnv::new(Faults::default()).await;
+    env.enqueue("Leads", &ids(0, 400), true).await;
+    let store = &env.store;
+    // As retries leave them: every third row due at 500, every seventh not
+    // yet due (5,000 > now = 1,000), the rest due at 0.
+    sqlx::query(
+        "UPDATE deletion_requests
+         SET next_attempt_at = CASE WHEN id % 7 = 0 THEN 5000 WHEN id % 3 = 0 THEN 500 ELSE 0 END",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let due: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT next_attempt_at, id FROM deletion_requests WHERE next_attempt_at <= 1000
+         ORDER BY next_attempt_at, id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(due.len(), 400 - 400 / 7);
+    let lanes = store.pending_lanes().await.unwrap();
+    let limit = |_: &LaneKey| 100;
+
+    // Two claims of two slots each: the lane's first batch alone, then the
+    // rest of its share in one statement, continuing where the first ended
+    // (inside the next_attempt_at = 0 rows, then on into the 500 rows).
+    let mut claimed: Vec<Vec<i64>> = Vec::new();
+    for _ in 0..2 {
+        for batch in store
+            .claim_batches(&request(&lanes, &limit, 2, None))
+            .await
+            .unwrap()
+        {
+            let rows: Vec<i64> = batch.rows.iter().map(|r| r.id).collect();
+            assert!(rows.is_sorted(), "a batch's rows come sorted by id");
+            claimed.push(rows);
+        }
+    }
+    assert_eq!(
+        claimed.iter().map(Vec::len).collect::<Vec<_>>(),
+        [100, 100, 100, 43]
+    );
+    // Each batch is the next 100 in due order: nothing skipped or taken twice.
+    let in_due_order: Vec<i64> = due.iter().map(|(_, id)| *id).collect();
+    for (n, batch) in claimed.iter().enumerate() {
+        let mut expected = in_due_order[n * 100..(n * 100 + 100).min(in_due_order.len())].to_vec();
+        expected.sort();
+        assert_eq!(batch, &expected, "batch {n}");
+    }
+    assert_eq!(env.count_in_state("running").await, 343);
+    assert_eq!(
+        env.count_in_state("pending").await,
+        57,
+        "the rows not yet due"
+    );
+    let not_due_running: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM deletion_requests WHERE state = 'running' AND next_attempt_at > 1000",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(not_due_running, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outcomes_written_together_answer_each_caller_under_its_own_lease() {
     let env = TestEnv::new(Faults::default()).await;

@@ -165,6 +165,12 @@ pub enum StoreError {
         "the task writing this batch's outcomes together with others stopped before committing (shutdown?); nothing was written, try again"
     )]
     WriterStopped,
+    /// A claim found rows pending that were no longer pending when marked
+    /// (within one transaction: a bug). Nothing was claimed.
+    #[error(
+        "a claim selected {expected} pending rows but could mark only {marked} running; it was rolled back and nothing was claimed"
+    )]
+    ClaimChanged { expected: u64, marked: u64 },
     /// Any other database error.
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),

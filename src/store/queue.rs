@@ -305,46 +305,82 @@ impl Store {
             .filter(|l| !req.skip_modules.contains(&l.module) && !req.skip_lanes.contains(l))
             .collect();
         let mut exhausted = vec![false; order.len()];
+        // Where each lane's claimed rows end, in lane order (next_attempt_at, id).
+        let mut cursors = vec![(i64::MIN, i64::MIN); order.len()];
         let mut ids_left = req.max_ids;
         let mut batches = Vec::new();
+        // Batches whose rows are still pending: marked running together at the end.
+        let mut unmarked: Vec<(i64, Vec<i64>)> = Vec::new();
         let mut tx = self.begin_write().await?;
-        'passes: loop {
-            let mut progress = false;
-            for (i, lane) in order.iter().enumerate() {
-                if exhausted[i] {
-                    continue;
-                }
-                if batches.len() >= req.max_batches || ids_left == Some(0) {
-                    break 'passes;
-                }
-                let limit = ids_left.map_or((req.limit_for)(lane), |left| {
-                    (req.limit_for)(lane).min(u32::try_from(left).unwrap_or(u32::MAX))
-                });
-                let lease = LeaseToken::random();
-                let rows = claim_in_lane(&mut tx, req, lane, lease, limit).await?;
-                // A delink lane's batch is one parent's rows: a short one
-                // does not mean the lane is empty.
-                if rows.is_empty()
-                    || (lane.operation != Operation::Delink && rows.len() < limit as usize)
-                {
-                    exhausted[i] = true;
-                }
-                if rows.is_empty() {
-                    continue;
-                }
-                progress = true;
-                if let Some(left) = ids_left.as_mut() {
-                    *left = left.saturating_sub(rows.len() as u64);
-                }
-                batches.push(ClaimedBatch {
-                    lane: (*lane).clone(),
-                    lease,
-                    rows,
-                });
-            }
-            if !progress {
+        // Pass 1 gives each lane one batch, in order; each later pass shares
+        // the slots left among the lanes not yet exhausted, and a lane takes
+        // its whole share in one statement.
+        for pass in 0.. {
+            let active: Vec<usize> = (0..order.len()).filter(|&i| !exhausted[i]).collect();
+            let slots_left = req.max_batches.saturating_sub(batches.len());
+            if active.is_empty() || slots_left == 0 || ids_left == Some(0) {
                 break;
             }
+            for (k, &i) in active.iter().enumerate() {
+                let share = if pass == 0 {
+                    1
+                } else {
+                    slots_left / active.len() + usize::from(k < slots_left % active.len())
+                };
+                let share = share.min(req.max_batches.saturating_sub(batches.len()));
+                if share == 0 || ids_left == Some(0) {
+                    continue;
+                }
+                let lane = order[i];
+                let limit = (req.limit_for)(lane);
+                if lane.operation == Operation::Delink {
+                    // One parent per batch: each is marked running at once,
+                    // so the next finds the next parent.
+                    for _ in 0..share {
+                        let limit = capped(limit, ids_left);
+                        let lease = LeaseToken::random();
+                        let rows = claim_parent(&mut tx, req, lane, lease, limit).await?;
+                        if rows.is_empty() {
+                            exhausted[i] = true;
+                            break;
+                        }
+                        take(&mut ids_left, rows.len());
+                        batches.push(ClaimedBatch {
+                            lane: lane.clone(),
+                            lease,
+                            rows,
+                        });
+                        if ids_left == Some(0) {
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                let wanted = capped(limit.saturating_mul(share as u32), ids_left);
+                let found = claim_run(&mut tx, req, lane, None, cursors[i], wanted).await?;
+                if found.len() < wanted as usize {
+                    exhausted[i] = true;
+                }
+                if let Some(end) = found.iter().map(|(row, at)| (*at, row.id)).max() {
+                    cursors[i] = end;
+                }
+                take(&mut ids_left, found.len());
+                let mut found = found.into_iter().map(|(row, _)| row).peekable();
+                while found.peek().is_some() {
+                    let mut rows: Vec<ClaimedRow> = found.by_ref().take(limit as usize).collect();
+                    rows.sort_by_key(|r| r.id);
+                    let lease = LeaseToken::random();
+                    unmarked.push((lease.0, rows.iter().map(|r| r.id).collect()));
+                    batches.push(ClaimedBatch {
+                        lane: lane.clone(),
+                        lease,
+                        rows,
+                    });
+                }
+            }
+        }
+        if !unmarked.is_empty() {
+            mark_running(&mut tx, req, &unmarked).await?;
         }
         tx.commit().await?;
         Ok(batches)
@@ -378,32 +414,40 @@ impl Store {
             return result;
         }
         let group = std::mem::take(&mut *lock(&self.recordings));
+        let sets: Vec<OutcomeSet> = group
+            .iter()
+            .flat_map(|r| outcome_sets(r.lease, &r.outcomes, r.now_ms))
+            .collect();
+        let expected: u64 = group.iter().map(|r| r.outcomes.len() as u64).sum();
         let mut tx = self.begin_write_holding(turn).await?;
-        let mut applied = Vec::with_capacity(group.len());
-        let mut failed = None;
-        for r in &group {
-            match write_outcomes(&mut tx, r.lease, &r.outcomes, r.now_ms).await {
-                Ok(n) => applied.push(n),
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
+        let written = match write_outcomes(&mut tx, &sets).await {
+            // Every row moved on, or the group is one batch: whose rows
+            // moved is known.
+            Ok(n) if n == expected || group.len() == 1 => tx
+                .commit()
+                .await
+                .map(|()| Some(n))
+                .map_err(StoreError::from),
+            // Some batch lost its lease: which one is found by writing each
+            // alone. Rolls back and gives up the writer's turn.
+            Ok(_) => {
+                drop(tx);
+                Ok(None)
             }
-        }
-        let committed = match failed {
-            None => tx.commit().await.map_err(StoreError::from),
-            Some(e) => {
-                // Rolls back and gives up the writer's turn.
+            Err(e) => {
                 drop(tx);
                 Err(e)
             }
         };
-        match committed {
-            Ok(()) => {
-                for (r, applied) in group.into_iter().zip(applied) {
+        match written {
+            Ok(Some(n)) => {
+                for r in group {
+                    let total = r.outcomes.len() as u64;
+                    // With one batch, n is its count; with several, all moved.
+                    let applied = if n == expected { total } else { n };
                     let _ = r.reply.send(Ok(Recorded {
                         applied,
-                        lease_lost: r.outcomes.len() as u64 - applied,
+                        lease_lost: total - applied,
                     }));
                 }
             }
@@ -412,7 +456,7 @@ impl Store {
                     let _ = r.reply.send(Err(e));
                 }
             }
-            Err(_) => {
+            Ok(None) | Err(_) => {
                 for r in group {
                     let result = self.record_alone(r.lease, &r.outcomes, r.now_ms).await;
                     let _ = r.reply.send(result);
@@ -430,7 +474,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Recorded, StoreError> {
         let mut tx = self.begin_write().await?;
-        let applied = write_outcomes(&mut tx, lease, outcomes, now_ms).await?;
+        let applied = write_outcomes(&mut tx, &outcome_sets(lease, outcomes, now_ms)).await?;
         tx.commit().await?;
         Ok(Recorded {
             applied,
@@ -528,110 +572,190 @@ impl Store {
 
 /// Claim up to `limit` due rows of `lane` under `lease` (inside an open
 /// write transaction), sorted by id.
-async fn claim_in_lane(
+/// `limit` rows, or fewer if the daily cap leaves fewer.
+fn capped(limit: u32, ids_left: Option<u64>) -> u32 {
+    ids_left.map_or(limit, |left| {
+        limit.min(u32::try_from(left).unwrap_or(u32::MAX))
+    })
+}
+
+fn take(ids_left: &mut Option<u64>, n: usize) {
+    if let Some(left) = ids_left.as_mut() {
+        *left = left.saturating_sub(n as u64);
+    }
+}
+
+/// Up to `limit` due rows of a lane (of one delink parent, if given) after
+/// `cursor`, oldest due first, each with its next_attempt_at. Nothing is
+/// marked: the caller marks them running ([`mark_running`]), every batch of
+/// a claim in one statement.
+///
+/// The rows come back as one JSON text rather than as a row stream: with
+/// sqlx each streamed row is a hand-off between threads, and measured,
+/// those hand-offs cost more than the claim itself. The cursor is two
+/// seeks (the rest of its next_attempt_at, then later ones) rather than a
+/// row-value comparison, which SQLite answers by stepping through the lane.
+async fn claim_run(
     conn: &mut sqlx::SqliteConnection,
     req: &ClaimRequest<'_>,
     lane: &LaneKey,
-    lease: LeaseToken,
+    parent: Option<(&str, &str)>,
+    cursor: (i64, i64),
     limit: u32,
-) -> Result<Vec<ClaimedRow>, StoreError> {
-    let parent: Option<(String, String)> = if lane.operation == Operation::Delink {
-        let first: Option<(String, String)> = sqlx::query_as(
-            "SELECT record_id, related_list FROM deletion_requests
-             WHERE state = 'pending' AND operation = 'delink' AND module = ?1
-               AND wf_trigger = ?2 AND strategy = ?3 AND next_attempt_at <= ?4
-             ORDER BY next_attempt_at, id LIMIT 1",
-        )
-        .bind(&lane.module)
-        .bind(lane.wf_trigger)
-        .bind(lane.strategy.as_str())
-        .bind(req.now_ms)
-        .fetch_optional(&mut *conn)
-        .await?;
-        match first {
-            Some(p) => Some(p),
-            None => return Ok(Vec::new()),
-        }
-    } else {
-        None
-    };
-    let (parent_id, related_list) = match &parent {
-        Some((p, l)) => (Some(p.as_str()), Some(l.as_str())),
-        None => (None, None),
-    };
-    // The rows come back as one JSON text rather than as a row stream: with
-    // sqlx each streamed row is a hand-off between threads, and measured,
-    // those hand-offs cost more than the claim itself.
+) -> Result<Vec<(ClaimedRow, i64)>, StoreError> {
     let found: Option<String> = sqlx::query_scalar(
         "SELECT json_group_array(json_array(id, record_id, related_list, related_id,
-                                            attempts, ambiguous_attempts))
-         FROM (SELECT id, record_id, related_list, related_id, attempts, ambiguous_attempts
-               FROM deletion_requests
-               WHERE state = 'pending' AND operation = ?1 AND module = ?2
-                 AND wf_trigger = ?3 AND strategy = ?4 AND next_attempt_at <= ?5
-                 AND (?6 IS NULL OR (record_id = ?6 AND related_list = ?7))
-               ORDER BY next_attempt_at, id
+                                            attempts, ambiguous_attempts, next_attempt_at))
+         FROM (SELECT * FROM (SELECT id, record_id, related_list, related_id, attempts,
+                                     ambiguous_attempts, next_attempt_at
+                              FROM deletion_requests
+                              WHERE state = 'pending' AND operation = ?1 AND module = ?2
+                                AND wf_trigger = ?3 AND strategy = ?4
+                                AND next_attempt_at = ?5 AND id > ?6
+                                AND (?9 IS NULL OR (record_id = ?9 AND related_list = ?10))
+                              ORDER BY id LIMIT ?8)
+               UNION ALL
+               SELECT * FROM (SELECT id, record_id, related_list, related_id, attempts,
+                                     ambiguous_attempts, next_attempt_at
+                              FROM deletion_requests
+                              WHERE state = 'pending' AND operation = ?1 AND module = ?2
+                                AND wf_trigger = ?3 AND strategy = ?4
+                                AND next_attempt_at > ?5 AND next_attempt_at <= ?7
+                                AND (?9 IS NULL OR (record_id = ?9 AND related_list = ?10))
+                              ORDER BY next_attempt_at, id LIMIT ?8)
                LIMIT ?8)",
     )
     .bind(lane.operation.as_str())
     .bind(&lane.module)
     .bind(lane.wf_trigger)
     .bind(lane.strategy.as_str())
+    .bind(cursor.0)
+    .bind(cursor.1)
     .bind(req.now_ms)
-    .bind(parent_id)
-    .bind(related_list)
     .bind(limit)
+    .bind(parent.map(|(record_id, _)| record_id))
+    .bind(parent.map(|(_, related_list)| related_list))
     .fetch_one(&mut *conn)
     .await?;
-    type Found = (i64, String, Option<String>, Option<String>, i64, i64);
+    type Found = (i64, String, Option<String>, Option<String>, i64, i64, i64);
     let found: Vec<Found> = serde_json::from_str(found.as_deref().unwrap_or("[]"))
         .map_err(|e| sqlx::Error::Decode(e.into()))?;
-    if found.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut rows: Vec<ClaimedRow> = found
+    Ok(found
         .into_iter()
         .map(
-            |(id, record_id, related_list, related_id, attempts, ambiguous_attempts)| ClaimedRow {
-                id,
-                record_id,
-                related_list,
-                related_id,
-                attempts,
-                ambiguous_attempts,
+            |(id, record_id, related_list, related_id, attempts, ambiguous_attempts, next_at)| {
+                (
+                    ClaimedRow {
+                        id,
+                        record_id,
+                        related_list,
+                        related_id,
+                        attempts,
+                        ambiguous_attempts,
+                    },
+                    next_at,
+                )
             },
         )
-        .collect();
-    let ids = serde_json::to_string(&rows.iter().map(|r| r.id).collect::<Vec<_>>())
-        .map_err(|e| sqlx::Error::Encode(e.into()))?;
-    // Same transaction as the SELECT: the rows are still pending.
-    sqlx::query(
-        "UPDATE deletion_requests
-         SET state = 'running', lease_token = ?1, lease_owner = ?2,
+        .collect())
+}
+
+/// Mark the rows of `batches` (lease, row ids) running under their leases,
+/// in one statement. Inside the claim's transaction they are still pending;
+/// if any is not, the claim is rolled back rather than handed out.
+async fn mark_running(
+    conn: &mut sqlx::SqliteConnection,
+    req: &ClaimRequest<'_>,
+    batches: &[(i64, Vec<i64>)],
+) -> Result<(), StoreError> {
+    let expected: usize = batches.iter().map(|(_, ids)| ids.len()).sum();
+    let batches = serde_json::to_string(batches).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    let marked = sqlx::query(
+        "WITH b AS MATERIALIZED (
+             SELECT value ->> 0 AS lease, value -> '$[1]' AS ids FROM json_each(?1))
+         UPDATE deletion_requests AS d
+         SET state = 'running', lease_token = c.lease, lease_owner = ?2,
              lease_expires_at = ?3, updated_at = ?4
-         WHERE id IN (SELECT value FROM json_each(?5)) AND state = 'pending'",
+         FROM (SELECT b.lease, i.value AS id FROM b, json_each(b.ids) AS i) AS c
+         WHERE d.id = c.id AND d.state = 'pending'",
     )
-    .bind(lease.0)
+    .bind(batches)
     .bind(req.owner)
     .bind(req.now_ms + req.lease_ms)
     .bind(req.now_ms)
-    .bind(ids)
     .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if marked != expected as u64 {
+        return Err(StoreError::ClaimChanged {
+            expected: expected as u64,
+            marked,
+        });
+    }
+    Ok(())
+}
+
+/// One delink batch: the rows of the parent record (and related list) whose
+/// oldest row is due first, marked running at once so that the claim's next
+/// delink batch finds the next parent.
+async fn claim_parent(
+    conn: &mut sqlx::SqliteConnection,
+    req: &ClaimRequest<'_>,
+    lane: &LaneKey,
+    lease: LeaseToken,
+    limit: u32,
+) -> Result<Vec<ClaimedRow>, StoreError> {
+    let parent: Option<(String, String)> = sqlx::query_as(
+        "SELECT record_id, related_list FROM deletion_requests
+         WHERE state = 'pending' AND operation = 'delink' AND module = ?1
+           AND wf_trigger = ?2 AND strategy = ?3 AND next_attempt_at <= ?4
+         ORDER BY next_attempt_at, id LIMIT 1",
+    )
+    .bind(&lane.module)
+    .bind(lane.wf_trigger)
+    .bind(lane.strategy.as_str())
+    .bind(req.now_ms)
+    .fetch_optional(&mut *conn)
     .await?;
+    let Some((record_id, related_list)) = parent else {
+        return Ok(Vec::new());
+    };
+    let found = claim_run(
+        conn,
+        req,
+        lane,
+        Some((&record_id, &related_list)),
+        (i64::MIN, i64::MIN),
+        limit,
+    )
+    .await?;
+    let mut rows: Vec<ClaimedRow> = found.into_iter().map(|(row, _)| row).collect();
     rows.sort_by_key(|r| r.id);
+    mark_running(conn, req, &[(lease.0, rows.iter().map(|r| r.id).collect())]).await?;
     Ok(rows)
 }
 
-/// Write one batch's outcomes inside an open write transaction; returns
-/// how many rows were still under `lease` and moved on.
-async fn write_outcomes(
-    conn: &mut sqlx::SqliteConnection,
-    lease: LeaseToken,
-    outcomes: &[RowOutcome],
-    now_ms: i64,
-) -> Result<u64, StoreError> {
-    // Rows with the same change share one UPDATE: a batch that simply
-    // succeeded is one statement, not a hundred.
+/// Rows of one lease that move on the same way: one element of the JSON
+/// array [`write_outcomes`] sends. Fields: lease, state, outcome code,
+/// message, HTTP status, attempts to add, ambiguous attempts to add,
+/// next_attempt_at (retries), finished_at (terminal), updated_at, row ids.
+type OutcomeSet<'a> = (
+    i64,
+    &'static str,
+    &'a str,
+    &'a str,
+    Option<i64>,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    Vec<i64>,
+);
+
+/// One batch's outcomes grouped by change: a batch that simply succeeded is
+/// one set, not a hundred rows.
+fn outcome_sets(lease: LeaseToken, outcomes: &[RowOutcome], now_ms: i64) -> Vec<OutcomeSet<'_>> {
     let mut groups: Vec<(&RowChange, Vec<i64>)> = Vec::new();
     for o in outcomes {
         match groups.iter_mut().find(|(c, _)| *c == &o.change) {
@@ -639,85 +763,112 @@ async fn write_outcomes(
             None => groups.push((&o.change, vec![o.id])),
         }
     }
-    let mut applied = 0;
-    for (change, ids) in &groups {
-        let ids = serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(e.into()))?;
-        let (state, code, message, http_status, add_attempt, add_ambiguous, next_at, finished) =
-            match change {
-                RowChange::Succeeded {
-                    code,
-                    message,
-                    http_status,
-                } => (
-                    "succeeded",
-                    code,
-                    message,
-                    http_status,
-                    1,
-                    0,
-                    None,
-                    Some(now_ms),
-                ),
-                RowChange::Failed {
-                    code,
-                    message,
-                    http_status,
-                    count_attempt,
-                    ambiguous,
-                } => (
-                    "failed",
-                    code,
-                    message,
-                    http_status,
-                    i64::from(*count_attempt),
-                    i64::from(*ambiguous),
-                    None,
-                    Some(now_ms),
-                ),
-                RowChange::Retry {
-                    code,
-                    message,
-                    http_status,
-                    next_attempt_at,
-                    count_attempt,
-                    ambiguous,
-                } => (
-                    "pending",
-                    code,
-                    message,
-                    http_status,
-                    i64::from(*count_attempt),
-                    i64::from(*ambiguous),
-                    Some(*next_attempt_at),
-                    None,
-                ),
-            };
-        let result = sqlx::query(
-            "UPDATE deletion_requests
-             SET state = ?1, outcome_code = ?2, outcome_message = ?3, http_status = ?4,
-                 attempts = attempts + ?5, ambiguous_attempts = ambiguous_attempts + ?6,
-                 next_attempt_at = coalesce(?7, next_attempt_at), finished_at = ?8,
-                 updated_at = ?9,
-                 lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
-             WHERE lease_token = ?10 AND state = 'running'
-               AND id IN (SELECT value FROM json_each(?11))",
-        )
-        .bind(state)
-        .bind(code)
-        .bind(message)
-        .bind(http_status.map(i64::from))
-        .bind(add_attempt)
-        .bind(add_ambiguous)
-        .bind(next_at)
-        .bind(finished)
-        .bind(now_ms)
-        .bind(lease.0)
-        .bind(ids)
-        .execute(&mut *conn)
-        .await?;
-        applied += result.rows_affected();
-    }
-    Ok(applied)
+    groups
+        .into_iter()
+        .map(|(change, ids)| {
+            let (state, code, message, http_status, add_attempt, add_ambiguous, next_at, finished) =
+                match change {
+                    RowChange::Succeeded {
+                        code,
+                        message,
+                        http_status,
+                    } => (
+                        "succeeded",
+                        code,
+                        message,
+                        http_status,
+                        1,
+                        0,
+                        None,
+                        Some(now_ms),
+                    ),
+                    RowChange::Failed {
+                        code,
+                        message,
+                        http_status,
+                        count_attempt,
+                        ambiguous,
+                    } => (
+                        "failed",
+                        code,
+                        message,
+                        http_status,
+                        i64::from(*count_attempt),
+                        i64::from(*ambiguous),
+                        None,
+                        Some(now_ms),
+                    ),
+                    RowChange::Retry {
+                        code,
+                        message,
+                        http_status,
+                        next_attempt_at,
+                        count_attempt,
+                        ambiguous,
+                    } => (
+                        "pending",
+                        code,
+                        message,
+                        http_status,
+                        i64::from(*count_attempt),
+                        i64::from(*ambiguous),
+                        Some(*next_attempt_at),
+                        None,
+                    ),
+                };
+            (
+                lease.0,
+                state,
+                code.as_str(),
+                message.as_str(),
+                http_status.map(i64::from),
+                add_attempt,
+                add_ambiguous,
+                next_at,
+                finished,
+                now_ms,
+                ids,
+            )
+        })
+        .collect()
+}
+
+/// Write outcome sets (of one batch or of a group) inside an open write
+/// transaction, in one statement; returns how many rows were still under
+/// their set's lease and moved on.
+///
+/// One statement whatever the number of batches: with sqlx every statement
+/// is a round trip between the async task and the connection's thread, and
+/// measured, those round trips (not SQLite) were most of the time the single
+/// writer was held. Each set's fields are read once (`MATERIALIZED`); the
+/// `+` keeps SQLite from looking rows up by lease instead of by id.
+async fn write_outcomes(
+    conn: &mut sqlx::SqliteConnection,
+    sets: &[OutcomeSet<'_>],
+) -> Result<u64, StoreError> {
+    let sets = serde_json::to_string(sets).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    let result = sqlx::query(
+        "WITH s AS MATERIALIZED (
+             SELECT value ->> 0 AS lease, value ->> 1 AS state, value ->> 2 AS code,
+                    value ->> 3 AS message, value ->> 4 AS http_status,
+                    value ->> 5 AS add_attempt, value ->> 6 AS add_ambiguous,
+                    value ->> 7 AS next_at, value ->> 8 AS finished, value ->> 9 AS now_ms,
+                    value -> '$[10]' AS ids
+             FROM json_each(?1))
+         UPDATE deletion_requests AS d
+         SET state = c.state, outcome_code = c.code, outcome_message = c.message,
+             http_status = c.http_status, attempts = d.attempts + c.add_attempt,
+             ambiguous_attempts = d.ambiguous_attempts + c.add_ambiguous,
+             next_attempt_at = coalesce(c.next_at, d.next_attempt_at), finished_at = c.finished,
+             updated_at = c.now_ms,
+             lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
+         FROM (SELECT s.*, i.value AS id FROM s, json_each(s.ids) AS i) AS c
+         WHERE d.id = c.id AND +d.lease_token = c.lease AND d.state = 'running'",
+    )
+    .bind(sets)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected())
 }
 
 /// The distinct lanes that have pending rows, found by skipping through the
