@@ -281,6 +281,46 @@ async fn a_write_waits_out_another_process_holding_the_lock_then_gives_up() {
 }
 
 #[tokio::test]
+async fn a_write_dropped_uncommitted_is_rolled_back_and_frees_the_lock() {
+    let env = TestEnv::new(Faults::default()).await;
+    let mut other = SqliteConnectOptions::new()
+        .filename(&env.db_path)
+        .busy_timeout(Duration::ZERO)
+        .connect()
+        .await
+        .unwrap();
+    let mut abandoned = env.store.begin_enqueue().await.unwrap();
+    abandoned
+        .add(
+            &zdel::store::RequestTemplate::delete("Leads", true),
+            &["3652397000000000001", "3652397000000000002"],
+        )
+        .await
+        .unwrap();
+    // Another process cannot write while it is open...
+    assert!(other.begin_with("BEGIN IMMEDIATE").await.is_err());
+    drop(abandoned);
+    // ...and can soon after it is dropped, with nothing of it written,
+    // although zdel writes nothing more meanwhile.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let free = loop {
+        match other.begin_with("BEGIN IMMEDIATE").await {
+            Ok(tx) => break tx,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(e.to_string().contains("locked"), "{e}");
+                tokio::task::yield_now().await;
+            }
+            Err(e) => panic!("the write lock was still held 5 s after the drop: {e}"),
+        }
+    };
+    free.rollback().await.unwrap();
+    assert_eq!(env.count_in_state("pending").await, 0);
+    // The writer goes on as normal.
+    env.enqueue("Leads", &ids(0, 3), true).await;
+    assert_eq!(env.count_in_state("pending").await, 3);
+}
+
+#[tokio::test]
 async fn migration_0004_keeps_every_row_and_fills_finished_at() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("old.db");

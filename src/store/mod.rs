@@ -45,12 +45,15 @@ mod report;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
+use sqlx::{ConnectOptions, Connection};
 
 pub use jobs::{JobAction, JobCounts, JobRow, JobUpdate, NewJob};
 pub use queue::{
@@ -171,6 +174,9 @@ pub enum StoreError {
         "a claim selected {expected} pending rows but could mark only {marked} running; it was rolled back and nothing was claimed"
     )]
     ClaimChanged { expected: u64, marked: u64 },
+    /// The store was closed; nothing more can be written.
+    #[error("the database was closed (shutting down); nothing was written")]
+    Closed,
     /// Any other database error.
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
@@ -205,14 +211,20 @@ impl StoreError {
 pub struct Store {
     /// Readers (status, outcomes, counts), concurrent under WAL.
     pool: SqlitePool,
-    /// The one connection every write of this process goes through. One
-    /// connection keeps its page cache warm (a SQLite connection drops its
-    /// whole cache when another connection wrote since its last transaction).
-    writes: SqlitePool,
-    /// Writers in this process queue here rather than in SQLite's busy
-    /// handler, which polls with sleeps of up to 100 ms: measured, that
-    /// left the writer idle most of the time under concurrent batches.
-    writer: Arc<tokio::sync::Mutex<()>>,
+    /// The one connection every write of this process goes through (`None`
+    /// once closed); holding its lock is the writer's turn. One connection
+    /// keeps its page cache warm (a SQLite connection drops its whole cache
+    /// when another connection wrote since its last transaction). Writers
+    /// in this process queue on this lock rather than in SQLite's busy
+    /// handler, which polls with sleeps of up to 100 ms: measured, that left
+    /// the writer idle most of the time under concurrent batches. It is not
+    /// a pool: sqlx returns a pooled connection through a spawned task that
+    /// pings it first, and measured, that cost the next transaction ~0.8 ms.
+    writer: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
+    /// Whether `writer` has a transaction open: set by BEGIN, cleared by
+    /// COMMIT or ROLLBACK. A transaction dropped uncommitted is rolled back
+    /// by a spawned task, or by the next writer, whichever comes first.
+    writer_in_tx: Arc<AtomicBool>,
     /// How long a write waits for another process's write lock.
     busy_timeout: Duration,
     /// Outcomes waiting to be written by the next writer (group commit).
@@ -227,29 +239,65 @@ pub(crate) struct Recording {
     reply: tokio::sync::oneshot::Sender<Result<queue::Recorded, StoreError>>,
 }
 
+/// The writer's turn: its connection, locked.
+type WriterTurn = tokio::sync::OwnedMutexGuard<Option<SqliteConnection>>;
+
 /// A write transaction (BEGIN IMMEDIATE) holding this process's writer turn
-/// until it commits or drops.
+/// until it commits or drops; dropped uncommitted, it is rolled back.
 pub(crate) struct WriteTx {
-    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
-    _turn: tokio::sync::OwnedMutexGuard<()>,
+    conn: tokio::sync::OwnedMappedMutexGuard<Option<SqliteConnection>, SqliteConnection>,
+    in_tx: Arc<AtomicBool>,
+    writer: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
 }
 
 impl WriteTx {
-    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        sqlx::query("COMMIT").execute(&mut *self.conn).await?;
+        self.in_tx.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if !self.in_tx.load(Ordering::SeqCst) {
+            return;
+        }
+        // Roll back as soon as the turn is free (this guard is released
+        // right after). Without a runtime, the next writer does it.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (writer, in_tx) = (self.writer.clone(), self.in_tx.clone());
+            runtime.spawn(async move {
+                let mut turn = writer.lock_owned().await;
+                if let Some(conn) = turn.as_mut() {
+                    roll_back_if_open(conn, &in_tx).await;
+                }
+            });
+        }
+    }
+}
+
+/// Roll back the writer's transaction left open by a dropped [`WriteTx`].
+async fn roll_back_if_open(conn: &mut SqliteConnection, in_tx: &AtomicBool) {
+    if in_tx.load(Ordering::SeqCst) {
+        // Fails only if SQLite already rolled back (some errors do).
+        if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
+            tracing::debug!(error = %e, "rolling back an abandoned write transaction");
+        }
+        in_tx.store(false, Ordering::SeqCst);
     }
 }
 
 impl std::ops::Deref for WriteTx {
-    type Target = sqlx::SqliteConnection;
-    fn deref(&self) -> &sqlx::SqliteConnection {
-        &self.tx
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.conn
     }
 }
 
 impl std::ops::DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut sqlx::SqliteConnection {
-        &mut self.tx
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
     }
 }
 
@@ -277,20 +325,12 @@ impl Store {
                 path: path.clone(),
                 source,
             })?;
-        // Writers wait for their turn on `writer`, never on this pool.
-        let writes = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .test_before_acquire(false)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(
-                options
-                    // Statement journals and json_each's temporary tables in memory.
-                    .pragma("temp_store", "memory")
-                    // No sleeping busy handler: see `begin_write_holding`.
-                    .busy_timeout(Duration::ZERO),
-            )
+        let writer = options
+            // Statement journals and json_each's temporary tables in memory.
+            .pragma("temp_store", "memory")
+            // No sleeping busy handler: see `begin_write_holding`.
+            .busy_timeout(Duration::ZERO)
+            .connect()
             .await
             .map_err(|source| StoreError::Open {
                 path: path.clone(),
@@ -298,8 +338,8 @@ impl Store {
             })?;
         let store = Store {
             pool,
-            writes,
-            writer: Arc::new(tokio::sync::Mutex::new(())),
+            writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
+            writer_in_tx: Arc::new(AtomicBool::new(false)),
             recordings: Arc::new(Mutex::new(Vec::new())),
             busy_timeout,
         };
@@ -348,20 +388,30 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        self.writes.close().await;
+        let writer = self.writer.lock().await.take();
+        if let Some(writer) = writer
+            && let Err(e) = writer.close().await
+        {
+            tracing::debug!(error = %e, "closing the writer connection");
+        }
         self.pool.close().await;
     }
 
+    /// Wait for the writer's turn.
+    async fn writer_turn(&self) -> WriterTurn {
+        self.writer.clone().lock_owned().await
+    }
+
     async fn begin_write(&self) -> Result<WriteTx, StoreError> {
-        let turn = self.writer.clone().lock_owned().await;
+        let turn = self.writer_turn().await;
         self.begin_write_holding(turn).await
     }
 
     /// Begin a write transaction with the writer's turn already taken.
-    async fn begin_write_holding(
-        &self,
-        turn: tokio::sync::OwnedMutexGuard<()>,
-    ) -> Result<WriteTx, StoreError> {
+    async fn begin_write_holding(&self, turn: WriterTurn) -> Result<WriteTx, StoreError> {
+        let mut conn = tokio::sync::OwnedMutexGuard::try_map(turn, Option::as_mut)
+            .map_err(|_| StoreError::Closed)?;
+        roll_back_if_open(&mut conn, &self.writer_in_tx).await;
         // IMMEDIATE takes the write lock up front: a deferred transaction that
         // reads and then writes can fail with SQLITE_BUSY despite busy_timeout.
         // Another process (an operator's sqlite3, `zdel enqueue`) may hold
@@ -372,8 +422,15 @@ impl Store {
         let deadline = tokio::time::Instant::now() + self.busy_timeout;
         let mut pause = Duration::from_micros(100);
         loop {
-            match self.writes.begin_with("BEGIN IMMEDIATE").await {
-                Ok(tx) => return Ok(WriteTx { tx, _turn: turn }),
+            match sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+                Ok(_) => {
+                    self.writer_in_tx.store(true, Ordering::SeqCst);
+                    return Ok(WriteTx {
+                        conn,
+                        in_tx: self.writer_in_tx.clone(),
+                        writer: self.writer.clone(),
+                    });
+                }
                 Err(e) if is_busy(&e) && tokio::time::Instant::now() + pause < deadline => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(2));

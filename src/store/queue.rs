@@ -312,22 +312,20 @@ impl Store {
         // Batches whose rows are still pending: marked running together at the end.
         let mut unmarked: Vec<(i64, Vec<i64>)> = Vec::new();
         let mut tx = self.begin_write().await?;
-        // Pass 1 gives each lane one batch, in order; each later pass shares
-        // the slots left among the lanes not yet exhausted, and a lane takes
-        // its whole share in one statement.
-        for pass in 0.. {
+        // Each pass shares the slots left among the lanes not yet exhausted,
+        // round robin from `after`, and a lane takes its whole share in one
+        // statement; a lane that comes up short leaves its slots to the
+        // next pass.
+        loop {
             let active: Vec<usize> = (0..order.len()).filter(|&i| !exhausted[i]).collect();
             let slots_left = req.max_batches.saturating_sub(batches.len());
             if active.is_empty() || slots_left == 0 || ids_left == Some(0) {
                 break;
             }
             for (k, &i) in active.iter().enumerate() {
-                let share = if pass == 0 {
-                    1
-                } else {
-                    slots_left / active.len() + usize::from(k < slots_left % active.len())
-                };
-                let share = share.min(req.max_batches.saturating_sub(batches.len()));
+                let share = (slots_left / active.len()
+                    + usize::from(k < slots_left % active.len()))
+                .min(req.max_batches.saturating_sub(batches.len()));
                 if share == 0 || ids_left == Some(0) {
                     continue;
                 }
@@ -408,7 +406,7 @@ impl Store {
             now_ms,
             reply,
         });
-        let turn = self.writer.clone().lock_owned().await;
+        let turn = self.writer_turn().await;
         // Written by the writer before us?
         if let Ok(result) = answer.try_recv() {
             return result;
