@@ -20,6 +20,11 @@ use zdel::store::{RequestTemplate, Store, Strategy};
 use zdel::worker::{self, RunMode, WorkerSettings};
 use zdel::zoho::ZohoClient;
 
+// The same allocator as the `zdel` binary (src/main.rs), so in-process
+// figures are the daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type Result<T> = anyhow::Result<T>;
 
 /// One line of the results table.
@@ -818,6 +823,17 @@ async fn main() -> Result<()> {
     }
     if wanted("throughput") {
         raw_throughput(&mut b).await?;
+    }
+    if only.iter().any(|o| o.as_str() == "raw") {
+        // Not part of a full run: the idle end-to-end figure alone, for profiling.
+        let n = if b.quick { 20_000 } else { 200_000 };
+        let (rate, cpu) = raw_run(n, Strategy::Auto).await?;
+        b.record(
+            &format!("raw throughput, {n} IDs, one run"),
+            format!("**{rate:.0} IDs/s**, {cpu:.1} CPU s per million IDs"),
+            "-",
+            None,
+        );
     }
     if wanted("throughput") || wanted("store") {
         store_only(&mut b).await?;
