@@ -426,4 +426,15 @@ async fn migration_0004_keeps_every_row_and_fills_finished_at() {
     .execute(store.pool())
     .await
     .unwrap();
+
+    // An existing file keeps its page size; a new one gets 32 KiB pages.
+    let page_size = |pool: sqlx::SqlitePool| async move {
+        sqlx::query_scalar::<_, i64>("PRAGMA page_size")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(page_size(store.pool().clone()).await, 4096);
+    let fresh = TestEnv::new(Faults::default()).await;
+    assert_eq!(page_size(fresh.store.pool().clone()).await, 32_768);
 }

@@ -313,6 +313,11 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a committed enqueue or outcome survives power loss. See README "Durability".
             .synchronous(SqliteSynchronous::Full)
+            // For a new database only (an existing one keeps its page size;
+            // see README "Durability"): measured against 4 KiB pages,
+            // 32 KiB made `zdel enqueue` ~18% faster and claims + outcomes
+            // ~5% (fewer pages split, fewer WAL frames per commit).
+            .page_size(32_768)
             .foreign_keys(true)
             .busy_timeout(busy_timeout);
         let path = options.get_filename().to_path_buf();
