@@ -226,6 +226,36 @@ fn for_each_id(
     }
 }
 
+/// IDs as a JSON array of strings, built as they are read. Only IDs that
+/// passed [`super::is_record_id`] (digits) go in, so nothing needs escaping.
+struct JsonChunk {
+    json: String,
+    len: u64,
+}
+
+impl JsonChunk {
+    fn new() -> JsonChunk {
+        let mut json = String::with_capacity(CHUNK_IDS * 24);
+        json.push('[');
+        JsonChunk { json, len: 0 }
+    }
+
+    fn push(&mut self, id: &str) {
+        if self.len > 0 {
+            self.json.push(',');
+        }
+        self.json.push('"');
+        self.json.push_str(id);
+        self.json.push('"');
+        self.len += 1;
+    }
+
+    fn finish(mut self) -> (String, u64) {
+        self.json.push(']');
+        (self.json, self.len)
+    }
+}
+
 fn bar(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     bar.set_style(
@@ -290,23 +320,24 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     // Pass 2: insert in bounded transactions.
     let store = super::open_store(&config).await?;
     let progress = bar(size.max(1), "queueing");
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<String>>(4);
+    // Chunks travel as (JSON array of the IDs, how many): the reader thread
+    // writes the JSON while the database inserts the previous chunk.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(String, u64)>(4);
     let reader = source.open()?;
     let reader_name = name.clone();
     let reader_progress = progress.clone();
     let read_task = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-        let mut chunk = Vec::with_capacity(CHUNK_IDS);
+        let mut chunk = JsonChunk::new();
         let lines = for_each_id(reader, &reader_name, &reader_progress, None, |id| {
-            chunk.push(id.to_string());
-            if chunk.len() == CHUNK_IDS {
-                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_IDS));
-                tx.blocking_send(full)
+            chunk.push(id);
+            if chunk.len == CHUNK_IDS as u64 {
+                tx.blocking_send(std::mem::replace(&mut chunk, JsonChunk::new()).finish())
                     .map_err(|_| anyhow::anyhow!("the writer stopped"))?;
             }
             Ok(())
         })?;
-        if !chunk.is_empty() {
-            tx.blocking_send(chunk)
+        if chunk.len > 0 {
+            tx.blocking_send(chunk.finish())
                 .map_err(|_| anyhow::anyhow!("the writer stopped"))?;
         }
         Ok(lines)
@@ -314,10 +345,9 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let (mut inserted, mut committed, mut in_tx) = (0u64, 0u64, 0u64);
     let mut enqueuer = store.begin_enqueue().await?;
     let written: anyhow::Result<()> = async {
-        while let Some(chunk) = rx.recv().await {
-            let ids: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            inserted += enqueuer.add(&template, &ids).await?;
-            in_tx += chunk.len() as u64;
+        while let Some((ids, n)) = rx.recv().await {
+            inserted += enqueuer.add_json(&template, &ids).await?;
+            in_tx += n;
             if in_tx >= COMMIT_IDS {
                 enqueuer.commit().await?;
                 committed = inserted;

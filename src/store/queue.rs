@@ -187,6 +187,17 @@ impl Enqueuer {
             return Ok(0);
         }
         let ids = serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        self.add_json(template, &ids).await
+    }
+
+    /// [`Enqueuer::add`] with the IDs already written as a JSON array of
+    /// strings (`["123","456"]`), as a reader thread can build it while the
+    /// database works on the previous chunk.
+    pub async fn add_json(
+        &mut self,
+        template: &RequestTemplate,
+        ids: &str,
+    ) -> Result<u64, StoreError> {
         let (parent, related_list) = match &template.parent {
             Some((record, list)) => (Some(record.as_str()), Some(list.as_str())),
             None => (None, None),
