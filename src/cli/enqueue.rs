@@ -145,7 +145,7 @@ fn template(opts: &Opts) -> Result<RequestTemplate, UsageError> {
 
 /// IDs inserted per statement: large enough to be fast, small enough to
 /// keep memory flat whatever the input size.
-const CHUNK_IDS: usize = 5_000;
+const CHUNK_IDS: usize = 25_000;
 /// IDs per transaction in pass 2: each commit holds the write lock for a
 /// fraction of a second, well inside the daemon's busy timeout.
 pub const COMMIT_IDS: u64 = 50_000;
