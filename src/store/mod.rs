@@ -277,7 +277,8 @@ impl Drop for WriteTx {
     }
 }
 
-/// Roll back the writer's transaction left open by a dropped [`WriteTx`].
+/// Roll back the writer's transaction left open by a dropped [`WriteTx`]
+/// (or by a BEGIN or COMMIT whose caller was dropped mid-statement).
 async fn roll_back_if_open(conn: &mut SqliteConnection, in_tx: &AtomicBool) {
     if in_tx.load(Ordering::SeqCst) {
         // Fails only if SQLite already rolled back (some errors do).
@@ -427,9 +428,15 @@ impl Store {
         let deadline = tokio::time::Instant::now() + self.busy_timeout;
         let mut pause = Duration::from_micros(100);
         loop {
-            match sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+            // Marked open before BEGIN is sent: if this future is dropped
+            // mid-BEGIN, the next writer rolls back whatever it left.
+            self.writer_in_tx.store(true, Ordering::SeqCst);
+            let begun = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await;
+            if begun.is_err() {
+                self.writer_in_tx.store(false, Ordering::SeqCst);
+            }
+            match begun {
                 Ok(_) => {
-                    self.writer_in_tx.store(true, Ordering::SeqCst);
                     return Ok(WriteTx {
                         conn,
                         in_tx: self.writer_in_tx.clone(),

@@ -367,7 +367,8 @@ impl Store {
                 }
                 let wanted = capped(limit.saturating_mul(share as u32), ids_left);
                 let found = claim_run(&mut tx, req, lane, None, cursors[i], wanted).await?;
-                if found.len() < wanted as usize {
+                // Short (or nothing asked: a limit of 0) ends the lane for this claim.
+                if found.len() < wanted as usize || wanted == 0 {
                     exhausted[i] = true;
                 }
                 if let Some(end) = found.iter().map(|(row, at)| (*at, row.id)).max() {
