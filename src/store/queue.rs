@@ -334,9 +334,9 @@ impl Store {
                 break;
             }
             for (k, &i) in active.iter().enumerate() {
-                let share = (slots_left / active.len()
-                    + usize::from(k < slots_left % active.len()))
-                .min(req.max_batches.saturating_sub(batches.len()));
+                // The shares add up to the slots left, and a lane never takes
+                // more batches than its share.
+                let share = slots_left / active.len() + usize::from(k < slots_left % active.len());
                 if share == 0 || ids_left == Some(0) {
                     continue;
                 }
