@@ -502,6 +502,7 @@ async fn store_only(b: &mut Bench) -> Result<()> {
                 skip_modules: &[],
                 skip_lanes: &[],
                 owner: "bench",
+                dry_run: false,
                 lease_ms: 60_000,
                 limit_for: &|_| 100,
                 max_batches: 16,

@@ -6,13 +6,12 @@
 use std::path::Path;
 
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::zoho::MAX_IDS_PER_DELETE;
 use serde::Deserialize;
 
 /// The built-in defaults: the same file as `config/default.toml` in the repo.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
-
-/// Environment variable naming a config file, when `--config` is not given.
-pub const CONFIG_FILE_ENV: &str = "ZDEL_CONFIG";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -136,11 +135,6 @@ pub enum LogFormat {
     Text,
     Json,
 }
-
-/// Zoho's hard limit of IDs in one DELETE call.
-pub const MAX_IDS_PER_DELETE: u32 = 100;
-/// Zoho's hard limit of IDs in one mass delete by IDs.
-pub const MAX_IDS_PER_MASS_DELETE: u32 = 500;
 
 impl Config {
     /// Load defaults, then `file` (if any), then `ZDEL__*` variables from the

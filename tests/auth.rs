@@ -49,7 +49,7 @@ async fn tokens_expiring_mid_run_fail_nothing() {
     assert!(stats.unauthorized >= 1, "revoking tokens produced no 401");
     assert_eq!(env.count_in_state("failed").await, 0);
     let max_attempts: i64 = sqlx::query_scalar("SELECT max(attempts) FROM deletion_requests")
-        .fetch_one(env.store.pool())
+        .fetch_one(&env.sql)
         .await
         .unwrap();
     assert_eq!(
@@ -141,7 +141,7 @@ async fn a_token_endpoint_outage_costs_no_attempts_and_is_not_hammered() {
     );
     assert_eq!(env.sb().stats().calls, 0, "no API call without a token");
     let spent: i64 = sqlx::query_scalar("SELECT coalesce(max(attempts), 0) FROM deletion_requests")
-        .fetch_one(env.store.pool())
+        .fetch_one(&env.sql)
         .await
         .unwrap();
     assert_eq!(spent, 0, "an outage of the token endpoint costs no attempt");
@@ -157,7 +157,7 @@ async fn a_token_endpoint_outage_costs_no_attempts_and_is_not_hammered() {
     shutdown.cancel();
     handle.await.unwrap();
     let max_attempts: i64 = sqlx::query_scalar("SELECT max(attempts) FROM deletion_requests")
-        .fetch_one(env.store.pool())
+        .fetch_one(&env.sql)
         .await
         .unwrap();
     assert_eq!(max_attempts, 1);

@@ -42,7 +42,7 @@ fn text(bytes: &[u8]) -> String {
 
 async fn queued(env: &TestEnv) -> Vec<(String, String, i64)> {
     sqlx::query_as("SELECT module, record_id, wf_trigger FROM deletion_requests ORDER BY id")
-        .fetch_all(env.store.pool())
+        .fetch_all(&env.sql)
         .await
         .unwrap()
 }
@@ -403,7 +403,7 @@ async fn enqueue_every_operation_and_refuse_options_that_do_not_fit() {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT operation, module, record_id, related_list, related_id, strategy FROM deletion_requests ORDER BY id",
     )
-    .fetch_all(env.store.pool())
+    .fetch_all(&env.sql)
     .await
     .unwrap();
     let p = "3652397000000327001".to_string();
@@ -628,7 +628,10 @@ async fn mass_delete_shows_what_it_deletes_and_needs_yes_off_a_terminal() {
     );
     let out = zdel(&env, &["jobs", "--cancel", &jobs[0].id.to_string()], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(env.store.jobs().await.unwrap()[0].state, "cancelled");
+    assert_eq!(
+        env.store.jobs().await.unwrap()[0].state,
+        zdel::store::JobState::Cancelled
+    );
     let out = zdel(
         &env,
         &[
@@ -705,7 +708,7 @@ async fn large_files_are_checked_whole_before_anything_is_queued_then_committed_
     );
     let (n, first, last): (i64, String, String) =
         sqlx::query_as("SELECT count(*), min(record_id), max(record_id) FROM deletion_requests")
-            .fetch_one(env.store.pool())
+            .fetch_one(&env.sql)
             .await
             .unwrap();
     assert_eq!(

@@ -60,14 +60,14 @@ async fn small_transactions_from_another_writer_lose_nothing_and_lock_nothing() 
     let contacts: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM deletion_requests WHERE module = 'Contacts' AND state = 'succeeded'",
     )
-    .fetch_one(env.store.pool())
+    .fetch_one(&env.sql)
     .await
     .unwrap();
     assert_eq!(contacts as u64, WRITER_ROWS, "an insert was lost");
     let locked: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM deletion_requests WHERE outcome_message LIKE '%locked%' OR outcome_message LIKE '%busy%'",
     )
-    .fetch_one(env.store.pool())
+    .fetch_one(&env.sql)
     .await
     .unwrap();
     assert_eq!(locked, 0);

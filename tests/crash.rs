@@ -103,13 +103,13 @@ async fn kill_9_at_random_moments_loses_nothing_and_deletes_nothing_twice() {
     let (rows, distinct): (i64, i64) = sqlx::query_as(
         "SELECT count(*), count(DISTINCT module || '/' || record_id) FROM deletion_requests",
     )
-    .fetch_one(env.store.pool())
+    .fetch_one(&env.sql)
     .await
     .unwrap();
     assert_eq!((rows, distinct), (total, total));
     let outcomes: Vec<(String, String, String, Option<String>)> =
         sqlx::query_as("SELECT module, record_id, state, outcome_code FROM deletion_requests")
-            .fetch_all(env.store.pool())
+            .fetch_all(&env.sql)
             .await
             .unwrap();
     let ghosts: HashSet<&String> = ghosts.iter().collect();

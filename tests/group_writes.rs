@@ -27,6 +27,7 @@ fn request<'a>(
         skip_modules: &[],
         skip_lanes: &[],
         owner: "test",
+        dry_run: false,
         lease_ms: 60_000,
         limit_for,
         max_batches,
@@ -109,14 +110,14 @@ async fn a_lane_share_taken_at_once_follows_due_order_across_retry_times() {
         "UPDATE deletion_requests
          SET next_attempt_at = CASE WHEN id % 7 = 0 THEN 5000 WHEN id % 3 = 0 THEN 500 ELSE 0 END",
     )
-    .execute(store.pool())
+    .execute(&env.sql)
     .await
     .unwrap();
     let due: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT next_attempt_at, id FROM deletion_requests WHERE next_attempt_at <= 1000
          ORDER BY next_attempt_at, id",
     )
-    .fetch_all(store.pool())
+    .fetch_all(&env.sql)
     .await
     .unwrap();
     assert_eq!(due.len(), 400 - 400 / 7);
@@ -158,7 +159,7 @@ async fn a_lane_share_taken_at_once_follows_due_order_across_retry_times() {
     let not_due_running: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM deletion_requests WHERE state = 'running' AND next_attempt_at > 1000",
     )
-    .fetch_one(store.pool())
+    .fetch_one(&env.sql)
     .await
     .unwrap();
     assert_eq!(not_due_running, 0);
@@ -181,14 +182,12 @@ async fn outcomes_written_together_answer_each_caller_under_its_own_lease() {
     // its late outcomes must not land.
     sqlx::query("UPDATE deletion_requests SET lease_expires_at = 0 WHERE lease_token = ?1")
         .bind(batches[0].lease.0)
-        .execute(store.pool())
+        .execute(&env.sql)
         .await
         .unwrap();
     assert_eq!(store.reap_expired_leases(2_000).await.unwrap(), 100);
-    let again = store
-        .claim_batch(2_000, &lanes, None, &[], &[], "b", 60_000, &limit)
+    let again = common::claim_one(&store, 2_000, "b", 60_000, &[])
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(
         again.rows.iter().map(|r| r.id).collect::<Vec<_>>(),
@@ -217,7 +216,7 @@ async fn outcomes_written_together_answer_each_caller_under_its_own_lease() {
     let still_b: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM deletion_requests WHERE state = 'running' AND lease_owner = 'b'",
     )
-    .fetch_one(store.pool())
+    .fetch_one(&env.sql)
     .await
     .unwrap();
     assert_eq!(
@@ -369,11 +368,12 @@ async fn migration_0004_keeps_every_row_and_fills_finished_at() {
     let store = Store::open(db.to_str().unwrap(), Duration::from_secs(5))
         .await
         .unwrap();
+    let sql = common::raw_sql(&db).await;
     type Row = (i64, String, String, Option<i64>, Option<i64>);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, record_id, state, finished_at, lease_token FROM deletion_requests ORDER BY id",
     )
-    .fetch_all(store.pool())
+    .fetch_all(&sql)
     .await
     .unwrap();
     assert_eq!(
@@ -413,7 +413,7 @@ async fn migration_0004_keeps_every_row_and_fills_finished_at() {
     let dup = sqlx::query(
         "INSERT INTO deletion_requests (module, record_id) VALUES ('Leads', '3652397000000000001')",
     )
-    .execute(store.pool())
+    .execute(&sql)
     .await;
     assert!(
         dup.unwrap_err()
@@ -423,7 +423,7 @@ async fn migration_0004_keeps_every_row_and_fills_finished_at() {
     sqlx::query(
         "INSERT INTO deletion_requests (module, record_id) VALUES ('Leads', '3652397000000000002')",
     )
-    .execute(store.pool())
+    .execute(&sql)
     .await
     .unwrap();
 
@@ -434,7 +434,8 @@ async fn migration_0004_keeps_every_row_and_fills_finished_at() {
             .await
             .unwrap()
     };
-    assert_eq!(page_size(store.pool().clone()).await, 4096);
+    assert_eq!(page_size(sql.clone()).await, 4096);
+    drop(store);
     let fresh = TestEnv::new(Faults::default()).await;
-    assert_eq!(page_size(fresh.store.pool().clone()).await, 32_768);
+    assert_eq!(page_size(fresh.sql.clone()).await, 32_768);
 }

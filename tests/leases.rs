@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::{TestEnv, ids};
+use common::{TestEnv, claim_one, ids};
 use zdel::sandbox::Faults;
-use zdel::store::{RowChange, RowOutcome};
+use zdel::store::{ClaimRequest, RowChange, RowOutcome};
 
 #[tokio::test]
 async fn a_stale_lease_cannot_overwrite_a_later_claim() {
@@ -13,53 +13,14 @@ async fn a_stale_lease_cannot_overwrite_a_later_claim() {
     env.enqueue("Leads", &ids(0, 3), true).await;
     let store = &env.store;
 
-    let first = store
-        .claim_batch(
-            1_000,
-            &store.pending_lanes().await.unwrap(),
-            None,
-            &[],
-            &[],
-            "a",
-            100,
-            &|_| 100,
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let first = claim_one(store, 1_000, "a", 100, &[]).await.unwrap();
     assert_eq!(first.rows.len(), 3);
     assert!(
-        store
-            .claim_batch(
-                1_050,
-                &store.pending_lanes().await.unwrap(),
-                None,
-                &[],
-                &[],
-                "b",
-                100,
-                &|_| 100
-            )
-            .await
-            .unwrap()
-            .is_none(),
+        claim_one(store, 1_050, "b", 100, &[]).await.is_none(),
         "claimed rows are not claimed twice"
     );
     assert_eq!(store.reap_expired_leases(1_200).await.unwrap(), 3);
-    let second = store
-        .claim_batch(
-            1_300,
-            &store.pending_lanes().await.unwrap(),
-            None,
-            &[],
-            &[],
-            "b",
-            100,
-            &|_| 100,
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let second = claim_one(store, 1_300, "b", 100, &[]).await.unwrap();
     assert_eq!(
         second
             .rows
@@ -130,40 +91,63 @@ async fn claims_take_full_batches_in_due_order_and_skip_paused_modules() {
     let store = &env.store;
     let skip = vec!["Deals".to_string()];
     let mut sizes = Vec::new();
-    while let Some(b) = store
-        .claim_batch(
-            1_000,
-            &store.pending_lanes().await.unwrap(),
-            None,
-            &skip,
-            &[],
-            "a",
-            60_000,
-            &|_| 100,
-        )
-        .await
-        .unwrap()
-    {
+    while let Some(b) = claim_one(store, 1_000, "a", 60_000, &skip).await {
         assert_eq!(b.lane.module, "Leads");
         sizes.push(b.rows.len());
     }
     assert_eq!(sizes, [100, 100, 50]);
-    let deals = store
-        .claim_batch(
-            1_000,
-            &store.pending_lanes().await.unwrap(),
-            None,
-            &[],
-            &[],
-            "a",
-            60_000,
-            &|_| 100,
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let deals = claim_one(store, 1_000, "a", 60_000, &[]).await.unwrap();
     assert_eq!(
         (deals.lane.module.as_str(), deals.rows.len()),
         ("Deals", 10)
     );
+}
+
+#[tokio::test]
+async fn a_dry_runs_expired_lease_counts_no_ambiguous_attempt() {
+    let env = TestEnv::new(Faults::default()).await;
+    env.enqueue("Leads", &ids(0, 2), true).await;
+    let store = &env.store;
+    let lanes = store.pending_lanes().await.unwrap();
+    let claim = |owner: &'static str, dry_run: bool| {
+        let lanes = lanes.clone();
+        async move {
+            store
+                .claim_batches(&ClaimRequest {
+                    now_ms: 1_000,
+                    lanes: &lanes,
+                    after: None,
+                    skip_modules: &[],
+                    skip_lanes: &[],
+                    owner,
+                    dry_run,
+                    lease_ms: 100,
+                    limit_for: &|_| 1,
+                    max_batches: 1,
+                    max_ids: None,
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let dry = claim("dry", true).await;
+    let real = claim("real", false).await;
+    assert_eq!((dry.len(), real.len()), (1, 1));
+    let ambiguous = || async {
+        sqlx::query_as::<_, (String, i64, i64)>(
+            "SELECT record_id, ambiguous_attempts, lease_dry_run FROM deletion_requests ORDER BY id",
+        )
+        .fetch_all(&env.sql)
+        .await
+        .unwrap()
+    };
+    let (dry_id, real_id) = (ids(0, 2)[0].clone(), ids(0, 2)[1].clone());
+    assert_eq!(
+        ambiguous().await,
+        [(dry_id.clone(), 0, 1), (real_id.clone(), 0, 0)]
+    );
+    // A dry run's release touches its own rows only.
+    assert_eq!(store.release_dry_run("real").await.unwrap(), 0);
+    assert_eq!(store.reap_expired_leases(2_000).await.unwrap(), 2);
+    assert_eq!(ambiguous().await, [(dry_id, 0, 0), (real_id, 1, 0)]);
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{TestEnv, ids, wait_until};
 use zdel::sandbox::Faults;
-use zdel::store::{JobRow, NewJob};
+use zdel::store::{JobRow, JobState, NewJob};
 use zdel::worker::StopReason;
 
 const CVID: &str = "3652397000000538003";
@@ -52,7 +52,7 @@ async fn a_view_job_is_posted_once_and_polled_to_completion() {
     );
 
     let j = job(&env, id).await;
-    assert_eq!(j.state, "completed");
+    assert_eq!(j.state, JobState::Completed);
     assert_eq!(j.zoho_status.as_deref(), Some("COMPLETED"));
     assert_eq!(
         (j.total_count, j.deleted_count, j.failed_count),
@@ -78,7 +78,7 @@ async fn already_scheduled_waits_and_tries_again() {
     env.drain(Duration::from_secs(30)).await;
 
     let j = job(&env, id).await;
-    assert_eq!(j.state, "completed");
+    assert_eq!(j.state, JobState::Completed);
     assert_eq!(j.post_attempts, 3, "two ALREADY_SCHEDULED, then accepted");
     assert_eq!(env.sb().stats().jobs_scheduled, 1);
 }
@@ -95,10 +95,10 @@ async fn an_empty_view_completes_and_unsupported_modules_fail() {
     env.drain(Duration::from_secs(30)).await;
 
     let j = job(&env, empty).await;
-    assert_eq!((j.state.as_str(), j.deleted_count), ("completed", Some(0)));
+    assert_eq!((j.state, j.deleted_count), (JobState::Completed, Some(0)));
     assert!(j.last_error.unwrap().contains("NO_RECORDS_FOUND"));
     let j = job(&env, unknown).await;
-    assert_eq!(j.state, "failed");
+    assert_eq!(j.state, JobState::Failed);
     assert!(
         j.last_error.unwrap().contains("INVALID_DATA"),
         "an unknown view fails with Zoho's code"
@@ -123,7 +123,7 @@ async fn an_ambiguous_post_leaves_the_job_uncertain_and_never_reposts() {
         StopReason::DrainedExceptUncertainJobs { jobs: 1 }
     );
     let j = job(&env, id).await;
-    assert_eq!(j.state, "uncertain");
+    assert_eq!(j.state, JobState::Uncertain);
     assert!(
         j.last_error
             .as_deref()
@@ -157,7 +157,7 @@ async fn a_crash_between_post_and_job_id_becomes_uncertain_not_a_second_post() {
     // What a kill -9 right after the POST leaves: the intent, under a lease that has run out.
     sqlx::query("UPDATE mass_delete_jobs SET state = 'scheduling', lease_owner = 'dead', lease_expires_at = 1, post_attempts = 1 WHERE id = ?1")
         .bind(id)
-        .execute(env.store.pool())
+        .execute(&env.sql)
         .await
         .unwrap();
 
@@ -167,7 +167,7 @@ async fn a_crash_between_post_and_job_id_becomes_uncertain_not_a_second_post() {
         summary.reason,
         StopReason::DrainedExceptUncertainJobs { jobs: 1 }
     );
-    assert_eq!(job(&env, id).await.state, "uncertain");
+    assert_eq!(job(&env, id).await.state, JobState::Uncertain);
     assert_eq!(env.calls_to("mass_delete_view"), 0);
 
     // The operator looked in Zoho: the job never ran. Reschedule it.
@@ -176,7 +176,7 @@ async fn a_crash_between_post_and_job_id_becomes_uncertain_not_a_second_post() {
         env.drain(Duration::from_secs(30)).await.reason,
         StopReason::Drained
     );
-    assert_eq!(job(&env, id).await.state, "completed");
+    assert_eq!(job(&env, id).await.state, JobState::Completed);
     assert_eq!(env.calls_to("mass_delete_view"), 1);
 }
 
@@ -212,13 +212,13 @@ async fn a_job_killed_mid_poll_resumes_after_restart_with_one_post() {
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     let polls_at_kill = job(&env, id).await.polls;
-    assert_eq!(job(&env, id).await.state, "running");
+    assert_eq!(job(&env, id).await.state, JobState::Running);
 
     let mut child = spawn();
     wait_until(
         Duration::from_secs(30),
         "the job completed after restart",
-        || async { job(&env, id).await.state == "completed" },
+        || async { job(&env, id).await.state == JobState::Completed },
     )
     .await;
     child.start_kill().unwrap();

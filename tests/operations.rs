@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{TestEnv, ids};
 use zdel::sandbox::Faults;
-use zdel::store::{Operation, RequestTemplate, Strategy};
+use zdel::store::{DelinkParent, Operation, RequestTemplate, Strategy};
 use zdel::worker::StopReason;
 
 const PARENT: &str = "3652397000000327001";
@@ -18,7 +18,10 @@ fn delink(module: &str, parent: &str, list: &str) -> RequestTemplate {
         module: module.into(),
         wf_trigger: true,
         strategy: Strategy::Auto,
-        parent: Some((parent.into(), list.into())),
+        parent: Some(DelinkParent {
+            record_id: parent.into(),
+            related_list: list.into(),
+        }),
     }
 }
 
@@ -28,7 +31,7 @@ async fn states(env: &TestEnv, operation: &str) -> Vec<(String, String, Option<S
          WHERE operation = ?1 ORDER BY id",
     )
     .bind(operation)
-    .fetch_all(env.store.pool())
+    .fetch_all(&env.sql)
     .await
     .unwrap()
 }
@@ -140,7 +143,7 @@ async fn photos_are_deleted_one_call_each_from_a_bare_answer() {
     );
     let message: String =
         sqlx::query_scalar("SELECT outcome_message FROM deletion_requests WHERE state = 'failed'")
-            .fetch_one(env.store.pool())
+            .fetch_one(&env.sql)
             .await
             .unwrap();
     assert_eq!(message, "No such photo exists");

@@ -28,7 +28,7 @@ async fn a_30_percent_503_rate_still_deletes_every_id() {
     );
     // Every ID carried by any call counted exactly one attempt.
     let attempts: i64 = sqlx::query_scalar("SELECT sum(attempts) FROM deletion_requests")
-        .fetch_one(env.store.pool())
+        .fetch_one(&env.sql)
         .await
         .unwrap();
     assert_eq!(attempts as usize, stats.ids_per_call.iter().sum::<usize>());
@@ -66,7 +66,7 @@ async fn ambiguous_failures_after_deleting_end_succeeded_not_invalid() {
     let messages: Vec<String> = sqlx::query_scalar(
         "SELECT outcome_message FROM deletion_requests WHERE outcome_code = 'INVALID_DATA'",
     )
-    .fetch_all(env.store.pool())
+    .fetch_all(&env.sql)
     .await
     .unwrap();
     assert!(
@@ -117,7 +117,7 @@ async fn a_429_costs_no_attempt_and_honours_retry_after() {
         || async {
             let code: Option<String> =
                 sqlx::query_scalar("SELECT outcome_code FROM deletion_requests LIMIT 1")
-                    .fetch_one(env.store.pool())
+                    .fetch_one(&env.sql)
                     .await
                     .unwrap();
             code.as_deref() == Some("TOO_MANY_REQUESTS")
@@ -128,7 +128,7 @@ async fn a_429_costs_no_attempt_and_honours_retry_after() {
     let (state, attempts, next_at, code): (String, i64, i64, Option<String>) = sqlx::query_as(
         "SELECT state, attempts, next_attempt_at, outcome_code FROM deletion_requests LIMIT 1",
     )
-    .fetch_one(env.store.pool())
+    .fetch_one(&env.sql)
     .await
     .unwrap();
     assert_eq!(
@@ -149,7 +149,7 @@ async fn a_429_costs_no_attempt_and_honours_retry_after() {
     shutdown.cancel();
     handle.await.unwrap();
     let attempts: Vec<i64> = sqlx::query_scalar("SELECT attempts FROM deletion_requests")
-        .fetch_all(env.store.pool())
+        .fetch_all(&env.sql)
         .await
         .unwrap();
     assert!(

@@ -73,7 +73,7 @@ async fn dry_run_groups_as_for_real_sends_nothing_and_leaves_rows_pending() {
         "SELECT count(*) FROM deletion_requests WHERE state = 'pending' AND attempts = 0
          AND ambiguous_attempts = 0 AND outcome_code IS NULL AND lease_token IS NULL",
     )
-    .fetch_one(env.store.pool())
+    .fetch_one(&env.sql)
     .await
     .unwrap();
     assert_eq!(untouched, 280);

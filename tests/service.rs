@@ -139,7 +139,7 @@ async fn metrics_during_a_run_match_what_the_sandbox_saw() {
     let confirmed: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM deletion_requests WHERE state = 'succeeded' AND outcome_code = 'INVALID_DATA'",
     )
-    .fetch_one(env.store.pool())
+    .fetch_one(&env.sql)
     .await
     .unwrap();
     let metrics_url = format!("{}/metrics", served.base);

@@ -115,7 +115,7 @@ async fn calls_cut_off_by_the_grace_period_go_back_to_pending() {
     let cut: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT outcome_code, ambiguous_attempts, attempts FROM deletion_requests WHERE outcome_code IS NOT NULL",
     )
-    .fetch_all(env.store.pool())
+    .fetch_all(&env.sql)
     .await
     .unwrap();
     assert_eq!(cut.len(), 200, "the two cut-off batches");
@@ -165,7 +165,7 @@ async fn kill_9_mid_call_loses_nothing_after_the_lease_expires() {
     assert_eq!(env.sb().remaining("Leads"), 0);
     let reaped: i64 =
         sqlx::query_scalar("SELECT count(*) FROM deletion_requests WHERE ambiguous_attempts > 0")
-            .fetch_one(env.store.pool())
+            .fetch_one(&env.sql)
             .await
             .unwrap();
     assert!(

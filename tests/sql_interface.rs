@@ -45,7 +45,7 @@ async fn a_row_inserted_by_sql_while_serving_is_processed() {
         sqlx::query_as(
             "SELECT operation, wf_trigger, state, outcome_code, finished_at FROM deletion_requests",
         )
-        .fetch_one(env.store.pool())
+        .fetch_one(&env.sql)
         .await
         .unwrap();
     assert_eq!(

@@ -6,7 +6,7 @@ use clap::Args;
 
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::store::OutcomeFilter;
+use crate::store::{OutcomeFilter, RequestState};
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -36,7 +36,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     }
     let store = super::open_store(&config).await?;
     let filter = OutcomeFilter {
-        state: Some("pending".into()),
+        state: Some(RequestState::Pending),
         module: Some(opts.module.clone()),
         record_ids: opts.ids,
         ..OutcomeFilter::default()

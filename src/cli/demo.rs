@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::sandbox::{self, Faults, Sandbox};
-use crate::store::{RequestTemplate, Store};
+use crate::store::{RequestState, RequestTemplate, Store};
 use crate::worker::{self, RunMode, WorkerSettings};
-use crate::zoho::ZohoClient;
+use crate::zoho::{ResultCode, ZohoClient};
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -142,22 +142,26 @@ pub async fn run(base: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let counts = store.outcome_code_counts().await?;
     let finished: i64 = counts
         .iter()
-        .filter(|(s, _, _)| s != "pending" && s != "running")
-        .map(|(_, _, n)| n)
+        .filter(|c| c.state.is_terminal())
+        .map(|c| c.count)
         .sum();
     println!("\nIDs by outcome:");
-    for (state, code, n) in &counts {
-        let why = match (state.as_str(), code.as_deref()) {
-            ("succeeded", Some("SUCCESS")) => "deleted",
-            ("succeeded", Some("INVALID_DATA")) => {
+    for c in &counts {
+        let why = match (c.state, c.code.as_deref().map(ResultCode::parse)) {
+            (RequestState::Succeeded, Some(ResultCode::Success)) => "deleted",
+            (RequestState::Succeeded, Some(ResultCode::InvalidData)) => {
                 "deleted by a call whose answer was lost (500, dropped connection); confirmed on retry"
             }
-            ("failed", Some("INVALID_DATA")) => "not in Zoho (1 in 97 demo IDs does not exist)",
+            (RequestState::Failed, Some(ResultCode::InvalidData)) => {
+                "not in Zoho (1 in 97 demo IDs does not exist)"
+            }
             _ => "",
         };
         println!(
-            "  {state:<10} {:<14} {n:>8}  {why}",
-            code.as_deref().unwrap_or("-")
+            "  {:<10} {:<14} {:>8}  {why}",
+            c.state,
+            c.code.as_deref().unwrap_or("-"),
+            c.count
         );
     }
     let secs = elapsed.as_secs_f64().max(0.001);

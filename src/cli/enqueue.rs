@@ -26,7 +26,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::UsageError;
 use crate::config::Config;
-use crate::store::{Operation, RequestTemplate, Strategy};
+use crate::store::{DelinkParent, IdChunk, Operation, RequestTemplate, Strategy};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum OperationArg {
@@ -107,7 +107,10 @@ fn template(opts: &Opts) -> Result<RequestTemplate, UsageError> {
                     super::RECORD_ID_RULE
                 )));
             }
-            Some((record.clone(), list.clone()))
+            Some(DelinkParent {
+                record_id: record.clone(),
+                related_list: list.clone(),
+            })
         }
         (Operation::Delink, _, _) => {
             return Err(UsageError(
@@ -226,36 +229,6 @@ fn for_each_id(
     }
 }
 
-/// IDs as a JSON array of strings, built as they are read. Only IDs that
-/// passed [`super::is_record_id`] (digits) go in, so nothing needs escaping.
-struct JsonChunk {
-    json: String,
-    len: u64,
-}
-
-impl JsonChunk {
-    fn new() -> JsonChunk {
-        let mut json = String::with_capacity(CHUNK_IDS * 24);
-        json.push('[');
-        JsonChunk { json, len: 0 }
-    }
-
-    fn push(&mut self, id: &str) {
-        if self.len > 0 {
-            self.json.push(',');
-        }
-        self.json.push('"');
-        self.json.push_str(id);
-        self.json.push('"');
-        self.len += 1;
-    }
-
-    fn finish(mut self) -> (String, u64) {
-        self.json.push(']');
-        (self.json, self.len)
-    }
-}
-
 fn bar(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     bar.set_style(
@@ -320,24 +293,27 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     // Pass 2: insert in bounded transactions.
     let store = super::open_store(&config).await?;
     let progress = bar(size.max(1), "queueing");
-    // Chunks travel as (JSON array of the IDs, how many): the reader thread
-    // writes the JSON while the database inserts the previous chunk.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(String, u64)>(4);
+    // The reader thread gathers each chunk while the database inserts the
+    // previous one.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<IdChunk>(4);
     let reader = source.open()?;
     let reader_name = name.clone();
     let reader_progress = progress.clone();
     let read_task = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-        let mut chunk = JsonChunk::new();
+        let mut chunk = IdChunk::with_capacity(CHUNK_IDS);
         let lines = for_each_id(reader, &reader_name, &reader_progress, None, |id| {
             chunk.push(id);
-            if chunk.len == CHUNK_IDS as u64 {
-                tx.blocking_send(std::mem::replace(&mut chunk, JsonChunk::new()).finish())
-                    .map_err(|_| anyhow::anyhow!("the writer stopped"))?;
+            if chunk.len() == CHUNK_IDS {
+                tx.blocking_send(std::mem::replace(
+                    &mut chunk,
+                    IdChunk::with_capacity(CHUNK_IDS),
+                ))
+                .map_err(|_| anyhow::anyhow!("the writer stopped"))?;
             }
             Ok(())
         })?;
-        if chunk.len > 0 {
-            tx.blocking_send(chunk.finish())
+        if !chunk.is_empty() {
+            tx.blocking_send(chunk)
                 .map_err(|_| anyhow::anyhow!("the writer stopped"))?;
         }
         Ok(lines)
@@ -345,9 +321,9 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let (mut inserted, mut committed, mut in_tx) = (0u64, 0u64, 0u64);
     let mut enqueuer = store.begin_enqueue().await?;
     let written: anyhow::Result<()> = async {
-        while let Some((ids, n)) = rx.recv().await {
-            inserted += enqueuer.add_json(&template, &ids).await?;
-            in_tx += n;
+        while let Some(ids) = rx.recv().await {
+            in_tx += ids.len() as u64;
+            inserted += enqueuer.add_chunk(&template, ids).await?;
             if in_tx >= COMMIT_IDS {
                 enqueuer.commit().await?;
                 committed = inserted;
@@ -371,7 +347,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     }
     store.close().await;
     let target = match &template.parent {
-        Some((record, list)) => format!("{} {record} {list}", template.module),
+        Some(p) => format!("{} {} {}", template.module, p.record_id, p.related_list),
         None => template.module.clone(),
     };
     println!(

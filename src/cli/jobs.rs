@@ -7,6 +7,7 @@ use clap::Args;
 
 use crate::clock::now_ms;
 use crate::config::Config;
+use crate::store::JobState;
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -70,7 +71,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
             j.polls
         );
         if let Some(e) = &j.last_error
-            && j.state != "completed"
+            && j.state != JobState::Completed
         {
             println!("     {e}");
         }

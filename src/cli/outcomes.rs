@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use futures_util::TryStreamExt;
 
 use crate::config::Config;
-use crate::store::OutcomeFilter;
+use crate::store::{OutcomeFilter, RequestState};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Format {
@@ -42,15 +42,15 @@ pub struct Opts {
 
 pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let state = opts.state.map(|s| match s {
-        StateArg::Pending => "pending",
-        StateArg::Running => "running",
-        StateArg::Succeeded => "succeeded",
-        StateArg::Failed => "failed",
-        StateArg::Cancelled => "cancelled",
+        StateArg::Pending => RequestState::Pending,
+        StateArg::Running => RequestState::Running,
+        StateArg::Succeeded => RequestState::Succeeded,
+        StateArg::Failed => RequestState::Failed,
+        StateArg::Cancelled => RequestState::Cancelled,
     });
     let store = super::open_store(&config).await?;
     let filter = OutcomeFilter {
-        state: state.map(str::to_string),
+        state,
         module: opts.module,
         code: opts.code,
         record_ids: None,

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::store::OutcomeFilter;
+use crate::store::{OutcomeFilter, RequestState};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum RetryState {
@@ -33,12 +33,12 @@ pub struct Opts {
 
 pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let state = match opts.state {
-        RetryState::Failed => "failed",
-        RetryState::Cancelled => "cancelled",
+        RetryState::Failed => RequestState::Failed,
+        RetryState::Cancelled => RequestState::Cancelled,
     };
     let store = super::open_store(&config).await?;
     let filter = OutcomeFilter {
-        state: Some(state.into()),
+        state: Some(state),
         module: opts.module,
         code: opts.code,
         record_ids: None,

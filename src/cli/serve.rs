@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::http::Health;
-use crate::store::{Operation, STATES, Store};
+use crate::store::{JobState, Operation, RequestState, Store};
 use crate::worker::{self, RunMode, StopReason, WorkerSettings};
 use crate::zoho::ZohoClient;
 
@@ -147,27 +147,17 @@ fn spawn_gauges(store: Store, every: Duration, stop: CancellationToken) {
     tokio::spawn(async move {
         loop {
             match store.depth().await {
-                Ok((rows, jobs)) => {
-                    for state in STATES {
+                Ok(depth) => {
+                    for &state in RequestState::ALL {
                         for op in Operation::ALL {
-                            let n = rows
-                                .iter()
-                                .find(|(s, o, _)| s == state && o == op.as_str())
-                                .map_or(0, |r| r.2);
-                            metrics::gauge!("zdel_queue_depth", "state" => state, "operation" => op.as_str()).set(n as f64);
+                            let n = depth.requests_in(state, op);
+                            metrics::gauge!("zdel_queue_depth", "state" => state.as_str(), "operation" => op.as_str()).set(n as f64);
                         }
                     }
-                    for state in [
-                        "pending",
-                        "scheduling",
-                        "running",
-                        "completed",
-                        "failed",
-                        "uncertain",
-                        "cancelled",
-                    ] {
-                        let n = jobs.iter().find(|(s, _)| s == state).map_or(0, |j| j.1);
-                        metrics::gauge!("zdel_mass_delete_jobs", "state" => state).set(n as f64);
+                    for &state in JobState::ALL {
+                        let n = depth.jobs_in(state);
+                        metrics::gauge!("zdel_mass_delete_jobs", "state" => state.as_str())
+                            .set(n as f64);
                     }
                 }
                 Err(e) => warn!(error = %e, "could not count the queue for metrics"),

@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::store::STATES;
+use crate::store::{JobState, RequestState};
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -21,7 +21,13 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let report = store.status(now_ms()).await?;
     let cap = config.limits.max_deletions_per_day;
     let last_24h = store.succeeded_since(now_ms() - 24 * 3600 * 1000).await?;
-    let jobs = store.depth().await?.1;
+    let jobs: Vec<(JobState, i64)> = store
+        .depth()
+        .await?
+        .jobs
+        .into_iter()
+        .map(|j| (j.state, j.count))
+        .collect();
     store.close().await;
     if opts.json {
         let mut value = serde_json::to_value(&report)?;
@@ -30,7 +36,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         value["daily_cap_reached"] = (cap > 0 && last_24h as u64 >= cap).into();
         value["mass_delete_jobs"] = jobs
             .iter()
-            .map(|(state, n)| (state.clone(), serde_json::Value::from(*n)))
+            .map(|(state, n)| (state.as_str().to_string(), serde_json::Value::from(*n)))
             .collect::<serde_json::Map<_, _>>()
             .into();
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -39,30 +45,22 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let mut by_lane: BTreeMap<(String, String), [i64; 5]> = BTreeMap::new();
     for row in &report.counts {
         let entry = by_lane
-            .entry((row.module.clone(), row.operation.clone()))
+            .entry((row.module.clone(), row.operation.as_str().to_string()))
             .or_default();
-        if let Some(i) = STATES.iter().position(|s| *s == row.state) {
+        if let Some(i) = RequestState::ALL.iter().position(|s| *s == row.state) {
             entry[i] += row.count;
         }
     }
-    println!(
-        "{:<24} {:<12} {:>10} {:>8} {:>10} {:>8} {:>10}",
-        "module", "operation", "pending", "running", "succeeded", "failed", "cancelled"
-    );
+    let header: Vec<String> = RequestState::ALL.iter().map(|s| s.to_string()).collect();
+    println!("{}", table_line("module", "operation", &header));
     let mut totals = [0i64; 5];
     for ((module, operation), counts) in &by_lane {
-        println!(
-            "{module:<24} {operation:<12} {:>10} {:>8} {:>10} {:>8} {:>10}",
-            counts[0], counts[1], counts[2], counts[3], counts[4]
-        );
+        println!("{}", table_line(module, operation, counts));
         for (t, c) in totals.iter_mut().zip(counts) {
             *t += c;
         }
     }
-    println!(
-        "{:<24} {:<12} {:>10} {:>8} {:>10} {:>8} {:>10}",
-        "total", "", totals[0], totals[1], totals[2], totals[3], totals[4]
-    );
+    println!("{}", table_line("total", "", &totals));
     if cap > 0 {
         println!(
             "\n{last_24h} deletion(s) succeeded in the last 24 hours (limits.max_deletions_per_day = {cap})"
@@ -94,7 +92,10 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
             "\nmass-delete jobs: {} (details: `zdel jobs`)",
             list.join(", ")
         );
-        if jobs.iter().any(|(state, n)| state == "uncertain" && *n > 0) {
+        if jobs
+            .iter()
+            .any(|(state, n)| *state == JobState::Uncertain && *n > 0)
+        {
             println!(
                 "  an UNCERTAIN job needs an operator: check it in Zoho, then `zdel jobs --reschedule ID` or `--cancel ID`"
             );
@@ -130,4 +131,14 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line of the counts table: module, operation, then a column per request state.
+fn table_line(module: &str, operation: &str, cells: &[impl std::fmt::Display]) -> String {
+    const WIDTHS: [usize; 5] = [10, 8, 10, 8, 10];
+    let mut line = format!("{module:<24} {operation:<12}");
+    for (cell, width) in cells.iter().zip(WIDTHS) {
+        line.push_str(&format!(" {:>width$}", cell.to_string()));
+    }
+    line
 }

@@ -1,6 +1,38 @@
-//! All SQL lives here: the durable queue in SQLite, its leases, outcomes,
-//! pauses and statistics. The store knows nothing of HTTP or Zoho; the worker
-//! tells it what happened in the store's own terms.
+//! The store: the durable queue, its leases, outcomes, mass-delete jobs,
+//! pauses and statistics. It knows nothing of HTTP or Zoho; the worker tells
+//! it what happened in the store's own terms.
+//!
+//! # The contract
+//!
+//! [`Store`]'s public methods are the one API the worker, the CLI and the
+//! HTTP layer use, and their signatures carry only the domain types of
+//! [`types`] (re-exported here) — no database type, no wire encoding:
+//!
+//! * queue: [`Store::begin_enqueue`] ([`Enqueuer`]), [`Store::pending_lanes`],
+//!   [`Store::claim_batches`], [`Store::record_outcomes`],
+//!   [`Store::reap_expired_leases`], [`Store::release_owned`],
+//!   [`Store::release_dry_run`], [`Store::pending_outlook`],
+//!   [`Store::running_elsewhere`];
+//! * mass-delete jobs: [`Store::insert_job`], [`Store::next_job_action`],
+//!   [`Store::update_job`], [`Store::reap_stale_scheduling`],
+//!   [`Store::reschedule_job`], [`Store::cancel_job`], [`Store::jobs`],
+//!   [`Store::live_jobs`];
+//! * reading and the operator's changes: [`Store::status`],
+//!   [`Store::state_totals`], [`Store::depth`], [`Store::outcomes`],
+//!   [`Store::outcome_code_counts`], [`Store::count_matching`],
+//!   [`Store::requeue`], [`Store::cancel`], [`Store::succeeded_since`];
+//!   pauses: [`Store::pause`], [`Store::resume`], [`Store::resume_all`],
+//!   [`Store::pauses`], [`Store::globally_paused`];
+//! * lifecycle: [`Store::open`], [`Store::migrate`], [`Store::readiness`],
+//!   [`Store::close`].
+//!
+//! The engine is SQLite, in [`sqlite`]: all of zdel's SQL is there. Adding
+//! a backend (PostgreSQL): a sibling module implementing the same methods
+//! over the same types, and `Store` choosing between them by
+//! `database.url`; the queue-semantics tests (`tests/store_*.rs`) open
+//! their store through one helper (`tests/common::open_store`), so they
+//! run unchanged against it. The "SQL interface" (`tests/sql_interface.rs`)
+//! is a promise about SQLite's own tables and stays SQLite's.
 //!
 //! # The states of a request (`deletion_requests.state`)
 //!
@@ -31,463 +63,14 @@
 //!   `finished_at_iff_terminal` check). Only an operator moves them again
 //!   (`zdel retry`).
 //!
-//! Writes: one connection, taken in turn (`begin_write`). Claims take a batch
-//! per free call slot in one transaction; outcomes of batches finishing
-//! together share one transaction (`record_outcomes`, group commit).
-//!
 //! A claim that ends without a recorded answer (crash, shutdown cut-off) adds
 //! one to `ambiguous_attempts`: Zoho may have deleted the records, so a later
 //! `INVALID_DATA` for that row means "already deleted", not "never existed".
 
-mod jobs;
-mod queue;
-mod report;
+mod error;
+pub mod sqlite;
+pub mod types;
 
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, Connection};
-
-pub use jobs::{JobAction, JobCounts, JobRow, JobUpdate, NewJob};
-pub use queue::{
-    ClaimRequest, ClaimedBatch, ClaimedRow, Enqueuer, LaneKey, LeaseToken, Recorded,
-    RequestTemplate, RowChange, RowOutcome,
-};
-pub use report::{
-    CountRow, ErrorRow, OutcomeFilter, OutcomeRow, Pause, StatusReport, TerminalCounts,
-};
-
-/// The operations a request row can ask for (`deletion_requests.operation`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Operation {
-    Delete,
-    Delink,
-    DeleteContactRole,
-    DeletePhoto,
-}
-
-impl Operation {
-    pub const ALL: [Operation; 4] = [
-        Operation::Delete,
-        Operation::Delink,
-        Operation::DeleteContactRole,
-        Operation::DeletePhoto,
-    ];
-
-    /// The spelling in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::Delete => "delete",
-            Operation::Delink => "delink",
-            Operation::DeleteContactRole => "delete_contact_role",
-            Operation::DeletePhoto => "delete_photo",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Operation> {
-        Operation::ALL.into_iter().find(|op| op.as_str() == s)
-    }
-}
-
-/// How record deletes are sent (`deletion_requests.strategy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Strategy {
-    /// Whatever the config's `zoho.delete_strategy` says.
-    Auto,
-    /// `DELETE /{module}?ids=…`, up to 100 IDs.
-    Delete,
-    /// `POST /{module}/actions/mass_delete {"ids":[…]}`, up to 500 IDs.
-    MassDelete,
-}
-
-impl Strategy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Strategy::Auto => "auto",
-            Strategy::Delete => "delete",
-            Strategy::MassDelete => "mass_delete",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Strategy> {
-        match s {
-            "auto" => Some(Strategy::Auto),
-            "delete" => Some(Strategy::Delete),
-            "mass_delete" => Some(Strategy::MassDelete),
-            _ => None,
-        }
-    }
-}
-
-/// Request states, as spelled in the database.
-pub const STATES: [&str; 5] = ["pending", "running", "succeeded", "failed", "cancelled"];
-
-/// The pause scope that stops every lane (the OAuth client or refresh token was rejected).
-pub const PAUSE_ALL: &str = "*";
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database file could not be opened or created.
-    #[error(
-        "could not open the database at {path}: {source}. Check that the directory exists and is writable by this user"
-    )]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: sqlx::Error,
-    },
-    /// The database file could not be created with owner-only permissions.
-    #[error(
-        "could not create the database file {path} (database.url): {source}. Check that the directory exists and is writable by this user"
-    )]
-    Create {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// `database.url` is not a path or sqlite URL.
-    #[error("database.url {url:?} is not a SQLite path or URL: {source}")]
-    BadUrl {
-        url: String,
-        #[source]
-        source: sqlx::Error,
-    },
-    /// Applying the embedded migrations failed.
-    #[error("could not migrate the database: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    /// The task writing a group of outcomes (group commit) was stopped
-    /// before it committed: nothing of this batch was written; write again.
-    #[error(
-        "the task writing this batch's outcomes together with others stopped before committing (shutdown?); nothing was written, try again"
-    )]
-    WriterStopped,
-    /// A claim found rows pending that were no longer pending when marked
-    /// (within one transaction: a bug). Nothing was claimed.
-    #[error(
-        "a claim selected {expected} pending rows but could mark only {marked} running; it was rolled back and nothing was claimed"
-    )]
-    ClaimChanged { expected: u64, marked: u64 },
-    /// The store was closed; nothing more can be written.
-    #[error("the database was closed (shutting down); nothing was written")]
-    Closed,
-    /// Any other database error.
-    #[error("database error: {0}")]
-    Sql(#[from] sqlx::Error),
-}
-
-impl StoreError {
-    /// True when the database could not be opened at all: a configuration
-    /// problem (`database.url`), not a runtime failure.
-    pub fn is_unopenable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Open { .. } | StoreError::Create { .. } | StoreError::BadUrl { .. }
-        )
-    }
-
-    /// True when the statement failed on a constraint (CHECK, UNIQUE, NOT NULL).
-    pub fn is_constraint_violation(&self) -> bool {
-        match self {
-            StoreError::Sql(sqlx::Error::Database(e)) => matches!(
-                e.kind(),
-                sqlx::error::ErrorKind::CheckViolation
-                    | sqlx::error::ErrorKind::UniqueViolation
-                    | sqlx::error::ErrorKind::NotNullViolation
-            ),
-            _ => false,
-        }
-    }
-}
-
-/// The queue's handle: a small pool of SQLite connections in WAL mode.
-#[derive(Clone)]
-pub struct Store {
-    /// Readers (status, outcomes, counts), concurrent under WAL.
-    pool: SqlitePool,
-    /// The one connection every write of this process goes through (`None`
-    /// once closed); holding its lock is the writer's turn. One connection
-    /// keeps its page cache warm (a SQLite connection drops its whole cache
-    /// when another connection wrote since its last transaction). Writers
-    /// in this process queue on this lock rather than in SQLite's busy
-    /// handler, which polls with sleeps of up to 100 ms: measured, that left
-    /// the writer idle most of the time under concurrent batches. It is not
-    /// a pool: sqlx returns a pooled connection through a spawned task that
-    /// pings it first, and measured, that cost the next transaction ~0.8 ms.
-    writer: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
-    /// Whether `writer` has a transaction open: set by BEGIN, cleared by
-    /// COMMIT or ROLLBACK. A transaction dropped uncommitted is rolled back
-    /// by a spawned task, or by the next writer, whichever comes first.
-    writer_in_tx: Arc<AtomicBool>,
-    /// How long a write waits for another process's write lock.
-    busy_timeout: Duration,
-    /// Outcomes waiting to be written by the next writer (group commit).
-    recordings: Arc<Mutex<Vec<Recording>>>,
-}
-
-/// One batch's outcomes queued for the next group commit.
-pub(crate) struct Recording {
-    lease: queue::LeaseToken,
-    outcomes: Vec<queue::RowOutcome>,
-    now_ms: i64,
-    reply: tokio::sync::oneshot::Sender<Result<queue::Recorded, StoreError>>,
-}
-
-/// The writer's turn: its connection, locked.
-type WriterTurn = tokio::sync::OwnedMutexGuard<Option<SqliteConnection>>;
-
-/// A write transaction (BEGIN IMMEDIATE) holding this process's writer turn
-/// until it commits or drops; dropped uncommitted, it is rolled back.
-pub(crate) struct WriteTx {
-    conn: tokio::sync::OwnedMappedMutexGuard<Option<SqliteConnection>, SqliteConnection>,
-    in_tx: Arc<AtomicBool>,
-    writer: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
-}
-
-impl WriteTx {
-    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
-        sqlx::query("COMMIT").execute(&mut *self.conn).await?;
-        self.in_tx.store(false, Ordering::SeqCst);
-        Ok(())
-    }
-}
-
-impl Drop for WriteTx {
-    fn drop(&mut self) {
-        if !self.in_tx.load(Ordering::SeqCst) {
-            return;
-        }
-        // Roll back as soon as the turn is free (this guard is released
-        // right after). Without a runtime, the next writer does it.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (writer, in_tx) = (self.writer.clone(), self.in_tx.clone());
-            runtime.spawn(async move {
-                let mut turn = writer.lock_owned().await;
-                if let Some(conn) = turn.as_mut() {
-                    roll_back_if_open(conn, &in_tx).await;
-                }
-            });
-        }
-    }
-}
-
-/// Roll back the writer's transaction left open by a dropped [`WriteTx`]
-/// (or by a BEGIN or COMMIT whose caller was dropped mid-statement).
-async fn roll_back_if_open(conn: &mut SqliteConnection, in_tx: &AtomicBool) {
-    if in_tx.load(Ordering::SeqCst) {
-        // Fails only if SQLite already rolled back (some errors do).
-        if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
-            tracing::debug!(error = %e, "rolling back an abandoned write transaction");
-        }
-        in_tx.store(false, Ordering::SeqCst);
-    }
-}
-
-impl std::ops::Deref for WriteTx {
-    type Target = SqliteConnection;
-    fn deref(&self) -> &SqliteConnection {
-        &self.conn
-    }
-}
-
-impl std::ops::DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.conn
-    }
-}
-
-/// Connections in the pool: one writer at a time is SQLite's rule, the rest
-/// serve reads (status) concurrently under WAL.
-const POOL_CONNECTIONS: u32 = 4;
-
-impl Store {
-    /// Open (creating if missing) the database named by `url` and apply migrations.
-    pub async fn open(url: &str, busy_timeout: Duration) -> Result<Store, StoreError> {
-        let options = connect_options(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a committed enqueue or outcome survives power loss. See README "Durability".
-            .synchronous(SqliteSynchronous::Full)
-            // For a new database only (an existing one keeps its page size;
-            // see README "Durability"): measured against 4 KiB pages,
-            // 32 KiB made `zdel enqueue` ~18% faster and claims + outcomes
-            // ~5% (fewer pages split, fewer WAL frames per commit).
-            .page_size(32_768)
-            .foreign_keys(true)
-            .busy_timeout(busy_timeout);
-        let path = options.get_filename().to_path_buf();
-        create_owner_only(&path)?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(POOL_CONNECTIONS)
-            .connect_with(options.clone())
-            .await
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
-            })?;
-        let writer = options
-            // Statement journals and json_each's temporary tables in memory.
-            .pragma("temp_store", "memory")
-            // No sleeping busy handler: see `begin_write_holding`.
-            .busy_timeout(Duration::ZERO)
-            .connect()
-            .await
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
-            })?;
-        let store = Store {
-            pool,
-            writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
-            writer_in_tx: Arc::new(AtomicBool::new(false)),
-            recordings: Arc::new(Mutex::new(Vec::new())),
-            busy_timeout,
-        };
-        store.migrate().await?;
-        Ok(store)
-    }
-
-    /// Apply any migrations not yet applied. Idempotent.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations").run(&self.pool).await?;
-        Ok(())
-    }
-
-    /// Whether the database answers and every embedded migration is applied.
-    pub async fn readiness(&self) -> Result<(), String> {
-        let applied: Result<i64, sqlx::Error> =
-            sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&self.pool)
-                .await;
-        let expected = sqlx::migrate!("./migrations").migrations.len() as i64;
-        match applied {
-            Ok(n) if n >= expected => Ok(()),
-            Ok(n) => Err(format!("database migrations applied: {n} of {expected}")),
-            Err(e) => Err(format!("database not answering: {e}")),
-        }
-    }
-
-    /// Rows by state and operation, and mass-delete jobs by state (for gauges).
-    pub async fn depth(
-        &self,
-    ) -> Result<(Vec<(String, String, i64)>, Vec<(String, i64)>), StoreError> {
-        let rows = sqlx::query_as(
-            "SELECT state, operation, count(*) FROM deletion_requests GROUP BY state, operation",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let jobs = sqlx::query_as("SELECT state, count(*) FROM mass_delete_jobs GROUP BY state")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok((rows, jobs))
-    }
-
-    /// The underlying pool, for tests that act as "another process" writing SQL.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    pub async fn close(&self) {
-        let writer = self.writer.lock().await.take();
-        if let Some(writer) = writer
-            && let Err(e) = writer.close().await
-        {
-            tracing::debug!(error = %e, "closing the writer connection");
-        }
-        self.pool.close().await;
-    }
-
-    /// Wait for the writer's turn.
-    async fn writer_turn(&self) -> WriterTurn {
-        self.writer.clone().lock_owned().await
-    }
-
-    async fn begin_write(&self) -> Result<WriteTx, StoreError> {
-        let turn = self.writer_turn().await;
-        self.begin_write_holding(turn).await
-    }
-
-    /// Begin a write transaction with the writer's turn already taken.
-    async fn begin_write_holding(&self, turn: WriterTurn) -> Result<WriteTx, StoreError> {
-        let mut conn = tokio::sync::OwnedMutexGuard::try_map(turn, Option::as_mut)
-            .map_err(|_| StoreError::Closed)?;
-        roll_back_if_open(&mut conn, &self.writer_in_tx).await;
-        // IMMEDIATE takes the write lock up front: a deferred transaction that
-        // reads and then writes can fail with SQLITE_BUSY despite busy_timeout.
-        // Another process (an operator's sqlite3, `zdel enqueue`) may hold
-        // the write lock. SQLite's own busy handler sleeps 1, 2, 5, 10 … up
-        // to 100 ms between tries, which measured, lost most of the writer's
-        // time to a process writing small transactions; retry here in short
-        // steps instead, for up to `busy_timeout` in all.
-        let deadline = tokio::time::Instant::now() + self.busy_timeout;
-        let mut pause = Duration::from_micros(100);
-        loop {
-            // Marked open before BEGIN is sent: if this future is dropped
-            // mid-BEGIN, the next writer rolls back whatever it left.
-            self.writer_in_tx.store(true, Ordering::SeqCst);
-            let begun = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await;
-            if begun.is_err() {
-                self.writer_in_tx.store(false, Ordering::SeqCst);
-            }
-            match begun {
-                Ok(_) => {
-                    return Ok(WriteTx {
-                        conn,
-                        in_tx: self.writer_in_tx.clone(),
-                        writer: self.writer.clone(),
-                    });
-                }
-                Err(e) if is_busy(&e) && tokio::time::Instant::now() + pause < deadline => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(2));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-}
-
-/// SQLITE_BUSY: another connection holds the lock.
-fn is_busy(e: &sqlx::Error) -> bool {
-    // sqlx reports the extended code; its low byte is the primary code.
-    matches!(e, sqlx::Error::Database(d)
-        if d.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| c & 0xff == 5))
-}
-
-/// A database file zdel creates is readable by its owner only: it holds
-/// what an organisation chose to delete. (SQLite gives its -wal and -shm
-/// files the same permissions.) An existing file keeps its permissions.
-fn create_owner_only(path: &Path) -> Result<(), StoreError> {
-    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" || path.exists() {
-        return Ok(());
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(source) => Err(StoreError::Create {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
-}
-
-fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
-    if url.starts_with("sqlite:") {
-        SqliteConnectOptions::from_str(url).map_err(|source| StoreError::BadUrl {
-            url: url.to_string(),
-            source,
-        })
-    } else {
-        Ok(SqliteConnectOptions::new().filename(Path::new(url)))
-    }
-}
+pub use error::StoreError;
+pub use sqlite::{Enqueuer, IdChunk, Store};
+pub use types::*;

@@ -9,8 +9,8 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::{Shared, lock, outcome};
 use crate::clock::now_ms;
-use crate::store::{ClaimedBatch, LaneKey, Operation, PAUSE_ALL, Store, Strategy};
-use crate::zoho::{CallSlot, ZohoClient, ZohoError};
+use crate::store::{ClaimedBatch, LaneKey, Operation, PAUSE_ALL, RequestState, Store, Strategy};
+use crate::zoho::{Call, CallSlot, ZohoError};
 
 /// Make one call for a claimed batch and record every row's outcome.
 pub(super) async fn run_batch(shared: Arc<Shared>, batch: ClaimedBatch, slot: CallSlot) {
@@ -27,7 +27,7 @@ pub(super) async fn run_batch(shared: Arc<Shared>, batch: ClaimedBatch, slot: Ca
     );
     async move {
         if shared.settings.dry_run {
-            info!(call = %describe_call(&batch, strategy), "dry run: would send");
+            info!(call = %call_for(&batch, strategy).describe(), "dry run: would send");
             drop(slot);
             shared
                 .ids_in_flight
@@ -36,7 +36,7 @@ pub(super) async fn run_batch(shared: Arc<Shared>, batch: ClaimedBatch, slot: Ca
             return;
         }
         let started = Instant::now();
-        let result = send_batch(&shared.client, &slot, &batch, strategy).await;
+        let result = shared.client.send(&slot, &call_for(&batch, strategy)).await;
         drop(slot);
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match &result {
@@ -78,69 +78,34 @@ pub(super) async fn run_batch(shared: Arc<Shared>, batch: ClaimedBatch, slot: Ca
     .await
 }
 
-/// The call `batch` would make, for dry-run logs: method, path and every ID.
-fn describe_call(batch: &ClaimedBatch, strategy: Strategy) -> String {
-    let lane = &batch.lane;
-    let ids: Vec<&str> = batch.rows.iter().map(|r| r.answer_id()).collect();
-    let n = ids.len();
-    let ids = ids.join(",");
-    match lane.operation {
-        Operation::Delete if strategy == Strategy::MassDelete => {
-            format!(
-                "POST /{}/actions/mass_delete ids=[{ids}] ({n} IDs)",
-                lane.module
-            )
-        }
-        Operation::Delete => format!(
-            "DELETE /{}?ids={ids}&wf_trigger={} ({n} IDs)",
-            lane.module, lane.wf_trigger
-        ),
-        Operation::Delink => {
-            let first = &batch.rows[0];
-            format!(
-                "DELETE /{}/{}/{}?ids={ids} ({n} IDs)",
-                lane.module,
-                first.record_id,
-                first.related_list.as_deref().unwrap_or_default()
-            )
-        }
-        Operation::DeleteContactRole => format!("DELETE /Contacts/roles?ids={ids} ({n} IDs)"),
-        Operation::DeletePhoto => format!("DELETE /{}/{ids}/photo", lane.module),
-    }
-}
-
 /// The one call that carries `batch`, chosen by its operation and strategy.
-async fn send_batch(
-    client: &ZohoClient,
-    slot: &CallSlot,
-    batch: &ClaimedBatch,
-    strategy: Strategy,
-) -> Result<crate::zoho::BatchAnswer, ZohoError> {
+fn call_for(batch: &ClaimedBatch, strategy: Strategy) -> Call<'_> {
     let lane = &batch.lane;
+    let module = lane.module.as_str();
     let ids: Vec<&str> = batch.rows.iter().map(|r| r.answer_id()).collect();
+    // Delinks are claimed per parent (every row shares record_id and
+    // related_list) and photos one at a time. A claim is never empty.
+    let first = batch.rows.first();
+    let record_id = first.map_or("", |r| r.record_id.as_str());
     match lane.operation {
         Operation::Delete if strategy == Strategy::MassDelete => {
-            client.mass_delete_ids(slot, &lane.module, &ids).await
+            Call::MassDeleteIds { module, ids }
         }
-        Operation::Delete => {
-            client
-                .delete_records(slot, &lane.module, &ids, lane.wf_trigger)
-                .await
-        }
-        Operation::Delink => {
-            // Claimed per parent: every row shares record_id and related_list.
-            let first = &batch.rows[0];
-            let related_list = first.related_list.as_deref().unwrap_or_default();
-            client
-                .delink(slot, &lane.module, &first.record_id, related_list, &ids)
-                .await
-        }
-        Operation::DeleteContactRole => client.delete_contact_roles(slot, &ids).await,
-        Operation::DeletePhoto => {
-            client
-                .delete_photo(slot, &lane.module, &batch.rows[0].record_id)
-                .await
-        }
+        Operation::Delete => Call::DeleteRecords {
+            module,
+            ids,
+            wf_trigger: lane.wf_trigger,
+        },
+        Operation::Delink => Call::Delink {
+            module,
+            record_id,
+            related_list: first
+                .and_then(|r| r.related_list.as_deref())
+                .unwrap_or_default(),
+            ids,
+        },
+        Operation::DeleteContactRole => Call::DeleteContactRoles { ids },
+        Operation::DeletePhoto => Call::DeletePhoto { module, record_id },
     }
 }
 
@@ -209,8 +174,8 @@ fn count_outcomes(operation: Operation, outcomes: &[crate::store::RowOutcome]) {
     let mut counts: Vec<((&'static str, &str), u64)> = Vec::new();
     for o in outcomes {
         let key = match &o.change {
-            RowChange::Succeeded { code, .. } => ("succeeded", code.as_str()),
-            RowChange::Failed { code, .. } => ("failed", code.as_str()),
+            RowChange::Succeeded { code, .. } => (RequestState::Succeeded.as_str(), code.as_str()),
+            RowChange::Failed { code, .. } => (RequestState::Failed.as_str(), code.as_str()),
             RowChange::Retry { code, .. } => ("retry", code.as_str()),
         };
         match counts.iter_mut().find(|(k, _)| *k == key) {

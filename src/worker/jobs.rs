@@ -1,6 +1,6 @@
 //! Custom-view mass-delete jobs: schedule with one POST, then poll the
 //! stored `job_id` until Zoho says COMPLETED or FAILED. The store's
-//! `jobs` module documents the states and the never-twice rule; this file
+//! `sqlite/jobs.rs` documents the states and the never-twice rule; this file
 //! only decides, from Zoho's answer, which update to record.
 
 use std::sync::Arc;
@@ -12,8 +12,8 @@ use tracing::{Instrument, error, info, info_span, warn};
 use super::batch::apply_error_effects;
 use super::{Shared, lock};
 use crate::clock::now_ms;
-use crate::store::{JobAction, JobCounts, JobRow, JobUpdate, StoreError};
-use crate::zoho::{CallSlot, JobStatus, ScheduleAnswer, ZohoError};
+use crate::store::{JobAction, JobCounts, JobRow, JobState, JobUpdate, StoreError};
+use crate::zoho::{CallCode, CallSlot, JobPhase, JobStatus, ScheduleAnswer, ZohoError};
 
 /// Start every due job action, each in its own task with a call slot.
 /// Returns how many were started.
@@ -62,9 +62,9 @@ pub(super) async fn log_jobs_in_dry_run(shared: &Shared) {
     if let Ok(jobs) = shared.store.jobs().await {
         for j in jobs
             .iter()
-            .filter(|j| matches!(j.state.as_str(), "pending" | "running"))
+            .filter(|j| matches!(j.state, JobState::Pending | JobState::Running))
         {
-            info!(id = j.id, module = %j.module, cvid = %j.cvid, state = %j.state, "dry run: would {} this mass-delete job", if j.state == "pending" { "post" } else { "poll" });
+            info!(id = j.id, module = %j.module, cvid = %j.cvid, state = %j.state, "dry run: would {} this mass-delete job", if j.state == JobState::Pending { "post" } else { "poll" });
         }
     }
 }
@@ -139,25 +139,21 @@ fn schedule_update(
             next_poll_at: now + settings.job_poll_interval_ms,
         },
         // Another mass action runs in this module: wait and try again.
-        Ok(ScheduleAnswer::Refused { code, message }) if code == "ALREADY_SCHEDULED" => {
-            JobUpdate::NotScheduled {
-                retry_at,
-                error: format!("{code}: {message}"),
-            }
-        }
+        Ok(ScheduleAnswer::AlreadyScheduled { message }) => JobUpdate::NotScheduled {
+            retry_at,
+            error: format!("{}: {message}", CallCode::AlreadyScheduled),
+        },
         // An empty view: nothing to delete is a finished job, not a failure.
-        Ok(ScheduleAnswer::Refused { code, message }) if code == "NO_RECORDS_FOUND" => {
-            JobUpdate::Finished {
-                completed: true,
-                status: code.clone(),
-                counts: JobCounts {
-                    total: Some(0),
-                    deleted: Some(0),
-                    failed: Some(0),
-                },
-                error: Some(format!("{code}: {message}")),
-            }
-        }
+        Ok(ScheduleAnswer::NoRecords { message }) => JobUpdate::Finished {
+            completed: true,
+            status: CallCode::NoRecordsFound.to_string(),
+            counts: JobCounts {
+                total: Some(0),
+                deleted: Some(0),
+                failed: Some(0),
+            },
+            error: Some(format!("{}: {message}", CallCode::NoRecordsFound)),
+        },
         Ok(ScheduleAnswer::Refused { code, message }) => JobUpdate::Refused {
             error: format!("{code}: {message}"),
         },
@@ -202,17 +198,17 @@ fn poll_update(
                 deleted: status.deleted,
                 failed: status.failed,
             };
-            if status.is_final() {
+            if status.phase.is_final() {
+                let completed = status.phase == JobPhase::Completed;
                 JobUpdate::Finished {
-                    completed: status.status == "COMPLETED",
-                    error: (status.status != "COMPLETED")
-                        .then(|| format!("Zoho reports the job {}", status.status)),
-                    status: status.status,
+                    completed,
+                    error: (!completed).then(|| format!("Zoho reports the job {}", status.phase)),
+                    status: status.phase.to_string(),
                     counts,
                 }
             } else {
                 JobUpdate::Progress {
-                    status: status.status,
+                    status: status.phase.to_string(),
                     counts,
                     next_poll_at: now + poll_interval_ms(job.polls + 1, settings),
                 }
@@ -269,7 +265,7 @@ mod tests {
             cvid: "1".into(),
             territory_id: None,
             include_child: false,
-            state: "running".into(),
+            state: JobState::Running,
             job_id: Some("9".into()),
             zoho_status: None,
             total_count: None,
@@ -288,7 +284,7 @@ mod tests {
 
     fn status(s: &str) -> Result<JobStatus, ZohoError> {
         Ok(JobStatus {
-            status: s.into(),
+            phase: JobPhase::parse(s),
             total: Some(10),
             deleted: Some(4),
             failed: Some(0),
@@ -314,14 +310,14 @@ mod tests {
             );
         }
         assert!(matches!(
-            poll_update(&job(), status("COMPLETED"), &settings(), 0),
+            poll_update(&job(), status(JobPhase::Completed.as_str()), &settings(), 0),
             JobUpdate::Finished {
                 completed: true,
                 ..
             }
         ));
         assert!(matches!(
-            poll_update(&job(), status("FAILED"), &settings(), 0),
+            poll_update(&job(), status(JobPhase::Failed.as_str()), &settings(), 0),
             JobUpdate::Finished {
                 completed: false,
                 ..
@@ -343,16 +339,22 @@ mod tests {
         let s = settings();
         let refused = |code: &str| {
             Ok(ScheduleAnswer::Refused {
-                code: code.into(),
+                code: CallCode::parse(code),
                 message: "m".into(),
             })
         };
+        let already = Ok(ScheduleAnswer::AlreadyScheduled {
+            message: "m".into(),
+        });
         assert!(matches!(
-            schedule_update(&job(), refused("ALREADY_SCHEDULED"), &s, 0),
+            schedule_update(&job(), already, &s, 0),
             JobUpdate::NotScheduled { .. }
         ));
+        let empty = Ok(ScheduleAnswer::NoRecords {
+            message: "m".into(),
+        });
         assert!(matches!(
-            schedule_update(&job(), refused("NO_RECORDS_FOUND"), &s, 0),
+            schedule_update(&job(), empty, &s, 0),
             JobUpdate::Finished {
                 completed: true,
                 ..

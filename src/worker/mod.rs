@@ -24,10 +24,10 @@ use tracing::{error, info, warn};
 pub use outcome::RetryPolicy;
 
 use crate::clock::now_ms;
-use crate::config::{Config, DeleteStrategy, MAX_IDS_PER_MASS_DELETE};
+use crate::config::{Config, DeleteStrategy};
 use crate::store::{ClaimRequest, LaneKey, Operation, PAUSE_ALL, Store, StoreError, Strategy};
 use crate::sync::lock;
-use crate::zoho::ZohoClient;
+use crate::zoho::{MAX_IDS_PER_MASS_DELETE, ZohoClient};
 
 /// The worker's knobs, from `[worker]` and `[retry]`.
 #[derive(Debug, Clone)]
@@ -184,12 +184,7 @@ pub async fn run(
     mode: RunMode,
     shutdown: CancellationToken,
 ) -> Result<RunSummary, WorkerError> {
-    let owner = format!(
-        "{}zdel-{}-{:08x}",
-        if settings.dry_run { "dry-run:" } else { "" },
-        std::process::id(),
-        rand::random::<u32>()
-    );
+    let owner = format!("zdel-{}-{:08x}", std::process::id(), rand::random::<u32>());
     let lease_ms = if settings.dry_run {
         DRY_RUN_LEASE_MS
     } else {
@@ -305,12 +300,7 @@ pub async fn run(
                 cap_reported = true;
             }
             if mode == RunMode::Drain && tasks.is_empty() {
-                let pending = shared
-                    .store
-                    .pending_outlook(&[])
-                    .await
-                    .map(|(n, _)| n)
-                    .unwrap_or(0);
+                let pending = shared.store.pending_rows(&[]).await.unwrap_or(0);
                 if pending > 0 {
                     break StopReason::DailyCapReached { pending };
                 }
@@ -358,6 +348,7 @@ pub async fn run(
                     skip_modules: &skip_modules,
                     skip_lanes: &skip_lanes,
                     owner: &owner,
+                    dry_run: shared.settings.dry_run,
                     lease_ms,
                     limit_for: &limit_for,
                     max_batches: slots.len(),
@@ -526,7 +517,7 @@ async fn drain_outlook(
     shared: &Shared,
     paused_modules: &[String],
 ) -> Result<Option<StopReason>, StoreError> {
-    let (runnable, _) = shared.store.pending_outlook(paused_modules).await?;
+    let runnable = shared.store.pending_rows(paused_modules).await?;
     if runnable > 0 {
         return Ok(None);
     }
@@ -536,11 +527,12 @@ async fn drain_outlook(
     if shared.store.running_elsewhere(&shared.owner).await? > 0 {
         return Ok(None);
     }
-    let (live_jobs, uncertain_jobs) = shared.store.live_jobs().await?;
-    if live_jobs > uncertain_jobs {
+    let jobs = shared.store.live_jobs().await?;
+    if jobs.live > jobs.uncertain {
         return Ok(None);
     }
-    let (paused_rows, _) = shared.store.pending_outlook(&[]).await?;
+    let uncertain_jobs = jobs.uncertain;
+    let paused_rows = shared.store.pending_rows(&[]).await?;
     Ok(Some(if paused_rows > 0 {
         StopReason::DrainedExceptPaused { paused_rows }
     } else if uncertain_jobs > 0 {

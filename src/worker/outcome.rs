@@ -14,7 +14,7 @@
 //! backoff until `retry.max_attempts`, then fail the rows with the last error.
 
 use crate::store::{ClaimedBatch, ClaimedRow, RowChange, RowOutcome};
-use crate::zoho::{BatchAnswer, IdResult, ZohoError};
+use crate::zoho::{BatchAnswer, IdResult, ResultCode, ZohoError};
 
 /// `retry.*` from the config.
 #[derive(Debug, Clone, Copy)]
@@ -90,24 +90,31 @@ fn per_id(
             unit,
         );
     };
-    match code.as_str() {
-        "SUCCESS" => RowChange::Succeeded {
-            code: code.clone(),
+    match code {
+        ResultCode::Success => RowChange::Succeeded {
+            code: code.to_string(),
             message: message.clone(),
             http_status,
         },
-        "INVALID_DATA" if row.ambiguous_attempts > 0 => RowChange::Succeeded {
-            code: code.clone(),
+        ResultCode::InvalidData if row.ambiguous_attempts > 0 => RowChange::Succeeded {
+            code: code.to_string(),
             message: format!(
                 "confirmed on retry: an earlier attempt ended without an answer and Zoho no longer has this record, so that attempt deleted it (Zoho said: {message})"
             ),
             http_status,
         },
-        "RECORD_LOCKED" => {
-            retry_or_fail(row, code, message, http_status, false, policy, now_ms, unit)
-        }
+        ResultCode::RecordLocked => retry_or_fail(
+            row,
+            code.as_str(),
+            message,
+            http_status,
+            false,
+            policy,
+            now_ms,
+            unit,
+        ),
         _ => RowChange::Failed {
-            code: code.clone(),
+            code: code.to_string(),
             message: message.clone(),
             http_status,
             count_attempt: true,
@@ -249,14 +256,14 @@ mod tests {
         }
     }
 
-    fn answer(entries: &[(&str, &str)]) -> Result<BatchAnswer, ZohoError> {
+    fn answer(entries: &[(&str, ResultCode)]) -> Result<BatchAnswer, ZohoError> {
         Ok(BatchAnswer {
             http_status: 200,
             results: entries
                 .iter()
                 .map(|(id, code)| IdResult {
                     id: id.to_string(),
-                    code: code.to_string(),
+                    code: code.clone(),
                     message: "m".into(),
                 })
                 .collect(),
@@ -282,25 +289,27 @@ mod tests {
             ("6", 0, 0),
         ]);
         let r = answer(&[
-            ("1", "SUCCESS"),
-            ("2", "INVALID_DATA"),
-            ("3", "INVALID_DATA"),
-            ("4", "RECORD_LOCKED"),
-            ("5", "CANNOT_DELETE"),
+            ("1", ResultCode::Success),
+            ("2", ResultCode::InvalidData),
+            ("3", ResultCode::InvalidData),
+            ("4", ResultCode::RecordLocked),
+            ("5", ResultCode::CannotDelete),
         ]);
         let plan = plan(&b, &r, &POLICY, 1_000, || 0.5);
-        assert!(matches!(&plan[0].change, RowChange::Succeeded { code, .. } if code == "SUCCESS"));
         assert!(
-            matches!(&plan[1].change, RowChange::Failed { code, .. } if code == "INVALID_DATA")
+            matches!(&plan[0].change, RowChange::Succeeded { code, .. } if code == ResultCode::Success.as_str())
         );
         assert!(
-            matches!(&plan[2].change, RowChange::Succeeded { code, message, .. } if code == "INVALID_DATA" && message.contains("confirmed on retry"))
+            matches!(&plan[1].change, RowChange::Failed { code, .. } if code == ResultCode::InvalidData.as_str())
         );
         assert!(
-            matches!(&plan[3].change, RowChange::Retry { code, next_attempt_at: 1_050, count_attempt: true, .. } if code == "RECORD_LOCKED")
+            matches!(&plan[2].change, RowChange::Succeeded { code, message, .. } if code == ResultCode::InvalidData.as_str() && message.contains("confirmed on retry"))
         );
         assert!(
-            matches!(&plan[4].change, RowChange::Failed { code, .. } if code == "CANNOT_DELETE")
+            matches!(&plan[3].change, RowChange::Retry { code, next_attempt_at: 1_050, count_attempt: true, .. } if code == ResultCode::RecordLocked.as_str())
+        );
+        assert!(
+            matches!(&plan[4].change, RowChange::Failed { code, .. } if code == ResultCode::CannotDelete.as_str())
         );
         assert!(
             matches!(&plan[5].change, RowChange::Retry { code, ambiguous: true, .. } if code == "NOT_IN_ANSWER")

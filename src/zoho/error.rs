@@ -76,17 +76,3 @@ impl ZohoError {
         }
     }
 }
-
-/// Whole-call codes that mean "this token may not do this here".
-pub const PERMISSION_CODES: [&str; 3] = [
-    "OAUTH_SCOPE_MISMATCH",
-    "NO_PERMISSION",
-    "AUTHORIZATION_FAILED",
-];
-
-/// Whole-call codes that mean the access token is expired or unknown.
-pub const TOKEN_CODES: [&str; 3] = [
-    "INVALID_TOKEN",
-    "INVALID_OAUTHTOKEN",
-    "AUTHENTICATION_FAILURE",
-];

@@ -8,8 +8,11 @@
 //! take a `&CallSlot`, so no call can skip the cap, and wait on the limiter
 //! themselves, so none can skip the rate — including the repeat after a 401.
 
+mod answer;
 mod auth;
+mod call;
 mod error;
+mod vocab;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -19,29 +22,23 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use secrecy::ExposeSecret;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+pub use answer::{BatchAnswer, IdResult};
 pub use auth::{AccessToken, TokenSource};
-pub use error::{PERMISSION_CODES, TOKEN_CODES, ZohoError};
+pub use call::Call;
+pub use error::ZohoError;
+pub use vocab::{
+    CallCode, JobPhase, JobStatus, MAX_IDS_PER_DELETE, MAX_IDS_PER_MASS_DELETE,
+    MAX_RECORDS_PER_VIEW_JOB, ResultCode, ScheduleAnswer,
+};
+
+use answer::{bare_answer, batch_answer, job_status, schedule_answer};
+use call::with_segments;
 
 use crate::config::Config;
 
 /// Permission to have one call in flight. Hold it for the whole call.
 pub struct CallSlot {
     _permit: OwnedSemaphorePermit,
-}
-
-/// One ID's result from a batch answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdResult {
-    pub id: String,
-    pub code: String,
-    pub message: String,
-}
-
-/// A batch answer that listed per-ID results (whatever its HTTP status).
-#[derive(Debug, Clone)]
-pub struct BatchAnswer {
-    pub http_status: u16,
-    pub results: Vec<IdResult>,
 }
 
 pub struct ZohoClient {
@@ -119,98 +116,18 @@ impl ZohoClient {
         self.auth.force_refresh().await
     }
 
-    /// `DELETE /{module}?ids=…&wf_trigger=…`, up to 100 IDs. `module` and
-    /// `ids` are validated before they are queued (the store's CHECK
-    /// constraints); they still go in as a path segment and query
-    /// parameters, never spliced raw.
-    pub async fn delete_records(
-        &self,
-        _slot: &CallSlot,
-        module: &str,
-        ids: &[&str],
-        wf_trigger: bool,
-    ) -> Result<BatchAnswer, ZohoError> {
-        let ids = ids.join(",");
-        let wf = if wf_trigger { "true" } else { "false" };
+    /// Send one batch's call: the call `describe` shows is the call sent.
+    /// `module` and the IDs are validated before they are queued (the
+    /// store's CHECK constraints); they still go in as path segments and
+    /// query parameters, never spliced raw.
+    pub async fn send(&self, _slot: &CallSlot, call: &Call<'_>) -> Result<BatchAnswer, ZohoError> {
         let (status, body) = self
-            .call("delete", |base| {
-                let url = with_segments(base, &[module]);
-                self.http
-                    .delete(url)
-                    .query(&[("ids", ids.as_str()), ("wf_trigger", wf)])
-            })
+            .call(call.operation(), |base| call.request(&self.http, base))
             .await?;
-        batch_answer(status, &body)
-    }
-
-    /// `DELETE /{module}/{record_id}/{related_list}?ids=…`, up to 100 related IDs.
-    pub async fn delink(
-        &self,
-        _slot: &CallSlot,
-        module: &str,
-        record_id: &str,
-        related_list: &str,
-        related_ids: &[&str],
-    ) -> Result<BatchAnswer, ZohoError> {
-        let ids = related_ids.join(",");
-        let (status, body) = self
-            .call("delink", |base| {
-                let url = with_segments(base, &[module, record_id, related_list]);
-                self.http.delete(url).query(&[("ids", ids.as_str())])
-            })
-            .await?;
-        batch_answer(status, &body)
-    }
-
-    /// `DELETE /Contacts/roles?ids=…`, up to 100 role IDs; the answer is
-    /// under `contact_roles`, not `data`.
-    pub async fn delete_contact_roles(
-        &self,
-        _slot: &CallSlot,
-        role_ids: &[&str],
-    ) -> Result<BatchAnswer, ZohoError> {
-        let ids = role_ids.join(",");
-        let (status, body) = self
-            .call("contact_roles", |base| {
-                let url = with_segments(base, &["Contacts", "roles"]);
-                self.http.delete(url).query(&[("ids", ids.as_str())])
-            })
-            .await?;
-        batch_answer(status, &body)
-    }
-
-    /// `DELETE /{module}/{record_id}/photo`: one record; the answer is a bare object.
-    pub async fn delete_photo(
-        &self,
-        _slot: &CallSlot,
-        module: &str,
-        record_id: &str,
-    ) -> Result<BatchAnswer, ZohoError> {
-        let (status, body) = self
-            .call("photo", |base| {
-                self.http
-                    .delete(with_segments(base, &[module, record_id, "photo"]))
-            })
-            .await?;
-        bare_answer(status, &body, record_id)
-    }
-
-    /// `POST /{module}/actions/mass_delete {"ids":[…]}`, up to 500 IDs, deleted at once.
-    pub async fn mass_delete_ids(
-        &self,
-        _slot: &CallSlot,
-        module: &str,
-        ids: &[&str],
-    ) -> Result<BatchAnswer, ZohoError> {
-        let body = serde_json::json!({ "ids": ids });
-        let (status, answer) = self
-            .call("mass_delete_ids", |base| {
-                self.http
-                    .post(with_segments(base, &[module, "actions", "mass_delete"]))
-                    .json(&body)
-            })
-            .await?;
-        batch_answer(status, &answer)
+        match call {
+            Call::DeletePhoto { record_id, .. } => bare_answer(status, &body, record_id),
+            _ => batch_answer(status, &body),
+        }
     }
 
     /// `POST /{module}/actions/mass_delete {"cvid":…}`: schedule the deletion
@@ -333,15 +250,6 @@ impl From<ZohoError> for CallError {
     }
 }
 
-/// `base` with `segments` appended, each percent-encoded as one path segment.
-fn with_segments(base: &url::Url, segments: &[&str]) -> url::Url {
-    let mut url = base.clone();
-    if let Ok(mut path) = url.path_segments_mut() {
-        path.extend(segments);
-    }
-    url
-}
-
 /// Send, then classify what every endpoint shares: transport failures, 429,
 /// 5xx, and whole-call token and permission errors.
 async fn send_and_read(
@@ -379,14 +287,14 @@ async fn send_and_read(
     } else {
         serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)
     };
-    let (code, message) = whole_call_code(&value);
+    let (code, message) = answer::whole_call_code(&value);
     if let Some(code) = code {
-        if TOKEN_CODES.contains(&code.as_str()) {
-            return Err(CallError::TokenRejected(code));
+        if code.is_token_rejected() {
+            return Err(CallError::TokenRejected(code.as_str().to_string()));
         }
-        if PERMISSION_CODES.contains(&code.as_str()) {
+        if code.is_permission_denied() {
             return Err(ZohoError::LanePaused {
-                code,
+                code: code.as_str().to_string(),
                 message: message.unwrap_or_else(|| "permission denied".into()),
                 http_status: Some(status),
             }
@@ -394,177 +302,6 @@ async fn send_and_read(
         }
     }
     Ok((status, value))
-}
-
-/// The code of a whole-call answer: top level, or the only entry of `data`
-/// when that entry names no record.
-fn whole_call_code(value: &serde_json::Value) -> (Option<String>, Option<String>) {
-    let text =
-        |v: &serde_json::Value, k: &str| v.get(k).and_then(|c| c.as_str()).map(str::to_string);
-    if let Some(code) = text(value, "code") {
-        return (Some(code), text(value, "message"));
-    }
-    if let Some([only]) = value
-        .get("data")
-        .and_then(|d| d.as_array())
-        .map(Vec::as_slice)
-        && only.pointer("/details/id").is_none()
-    {
-        return (text(only, "code"), text(only, "message"));
-    }
-    (None, None)
-}
-
-/// A batch answer: one entry per ID in `data` (or `contact_roles`), whatever
-/// the HTTP status; otherwise a whole-call error.
-fn batch_answer(status: u16, value: &serde_json::Value) -> Result<BatchAnswer, ZohoError> {
-    let entries = value
-        .get("data")
-        .or_else(|| value.get("contact_roles"))
-        .and_then(|d| d.as_array());
-    if let Some(entries) = entries {
-        let results: Vec<IdResult> = entries
-            .iter()
-            .filter_map(|e| {
-                let id = match e.pointer("/details/id")? {
-                    serde_json::Value::String(s) => s.clone(),
-                    serde_json::Value::Number(n) => n.to_string(),
-                    _ => return None,
-                };
-                Some(IdResult {
-                    id,
-                    code: e
-                        .get("code")
-                        .and_then(|c| c.as_str())
-                        .unwrap_or("UNKNOWN")
-                        .to_string(),
-                    message: e
-                        .get("message")
-                        .and_then(|c| c.as_str())
-                        .unwrap_or("")
-                        .to_string(),
-                })
-            })
-            .collect();
-        if !results.is_empty() || (200..300).contains(&status) {
-            return Ok(BatchAnswer {
-                http_status: status,
-                results,
-            });
-        }
-    }
-    Err(whole_call_error(status, value))
-}
-
-/// A bare answer about one record (`DELETE …/photo`): its code is that record's result.
-fn bare_answer(status: u16, value: &serde_json::Value, id: &str) -> Result<BatchAnswer, ZohoError> {
-    match whole_call_code(value) {
-        (Some(code), message) if code != "INVALID_MODULE" && code != "INVALID_URL_PATTERN" => {
-            Ok(BatchAnswer {
-                http_status: status,
-                results: vec![IdResult {
-                    id: id.to_string(),
-                    code,
-                    message: message.unwrap_or_default(),
-                }],
-            })
-        }
-        _ => Err(whole_call_error(status, value)),
-    }
-}
-
-/// What Zoho said to a custom-view mass delete.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ScheduleAnswer {
-    /// The job is scheduled.
-    Scheduled { job_id: String },
-    /// Zoho refused it with this code (`ALREADY_SCHEDULED`, `NO_RECORDS_FOUND`, `NOT_SUPPORTED`, ...).
-    Refused { code: String, message: String },
-}
-
-fn schedule_answer(status: u16, value: &serde_json::Value) -> Result<ScheduleAnswer, ZohoError> {
-    let first = value.get("data").and_then(|d| d.get(0));
-    if let Some(job_id) = first.and_then(|e| e.pointer("/details/job_id")) {
-        let job_id = match job_id {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        return Ok(ScheduleAnswer::Scheduled { job_id });
-    }
-    let source = first.unwrap_or(value);
-    match source.get("code").and_then(|c| c.as_str()) {
-        Some(code) if code != "SUCCESS" => Ok(ScheduleAnswer::Refused {
-            code: code.to_string(),
-            message: source
-                .get("message")
-                .and_then(|m| m.as_str())
-                .unwrap_or("")
-                .to_string(),
-        }),
-        _ if (200..300).contains(&status) => Err(ZohoError::Transient {
-            code: "UNREADABLE_ANSWER".into(),
-            message: format!("Zoho answered HTTP {status} to the mass delete without a job_id"),
-            http_status: Some(status),
-            ambiguous: true,
-        }),
-        _ => Err(whole_call_error(status, value)),
-    }
-}
-
-/// A mass-delete job's status. Keys are capitalised in Zoho's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobStatus {
-    /// `SCHEDULED`, `QUEUED`, `RUNNING`, `SUSPENDED`, `COMPLETED`, `FAILED`, or anything else.
-    pub status: String,
-    pub total: Option<i64>,
-    pub deleted: Option<i64>,
-    pub failed: Option<i64>,
-}
-
-impl JobStatus {
-    /// Only `COMPLETED` and `FAILED` end a job; any other value means it is still running.
-    pub fn is_final(&self) -> bool {
-        matches!(self.status.as_str(), "COMPLETED" | "FAILED")
-    }
-}
-
-fn job_status(status: u16, value: &serde_json::Value) -> Result<JobStatus, ZohoError> {
-    match value.get("data").and_then(|d| d.get(0)) {
-        Some(entry) if entry.get("Status").is_some() => {
-            let count = |k: &str| entry.get(k).and_then(|v| v.as_i64());
-            Ok(JobStatus {
-                status: entry
-                    .get("Status")
-                    .and_then(|s| s.as_str())
-                    .unwrap_or("UNKNOWN")
-                    .to_string(),
-                total: count("Total_Count"),
-                deleted: count("Deleted_Count"),
-                failed: count("Failed_Count"),
-            })
-        }
-        _ => Err(whole_call_error(status, value)),
-    }
-}
-
-/// A whole-call answer with no per-ID results.
-fn whole_call_error(status: u16, value: &serde_json::Value) -> ZohoError {
-    let (code, message) = whole_call_code(value);
-    if (200..300).contains(&status) {
-        // A success status without readable results: we cannot tell what happened.
-        return ZohoError::Transient {
-            code: "UNREADABLE_ANSWER".into(),
-            message: format!("Zoho answered HTTP {status} with a body zdel cannot read"),
-            http_status: Some(status),
-            ambiguous: true,
-        };
-    }
-    ZohoError::Rejected {
-        code: code.unwrap_or_else(|| format!("HTTP_{status}")),
-        message: message
-            .unwrap_or_else(|| format!("Zoho answered HTTP {status} without per-ID results")),
-        http_status: Some(status),
-    }
 }
 
 fn transport_error(e: reqwest::Error) -> CallError {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use zdel::config::Config;
 use zdel::sandbox::{self, Faults, Sandbox, SandboxHandle};
-use zdel::store::{RequestTemplate, Store};
+use zdel::store::{ClaimRequest, ClaimedBatch, RequestTemplate, Store};
 use zdel::worker::{self, RunMode, RunSummary, WorkerSettings};
 use zdel::zoho::ZohoClient;
 
@@ -19,6 +19,9 @@ pub struct TestEnv {
     pub dir: tempfile::TempDir,
     pub db_path: PathBuf,
     pub store: Store,
+    /// The same database opened as another process would (an operator's
+    /// sqlite3, a script's INSERT): for reading and writing raw SQL.
+    pub sql: sqlx::SqlitePool,
     pub sandbox: SandboxHandle,
     /// Extra `ZDEL__*` settings for this test, applied over [`base_env`].
     pub env: Vec<(String, String)>,
@@ -65,11 +68,13 @@ impl TestEnv {
         let store = Store::open(db_path.to_str().unwrap(), Duration::from_secs(5))
             .await
             .unwrap();
+        let sql = raw_sql(&db_path).await;
         let sandbox = Sandbox::start("127.0.0.1:0", faults).await.unwrap();
         TestEnv {
             dir,
             db_path,
             store,
+            sql,
             sandbox,
             env: Vec::new(),
         }
@@ -172,7 +177,7 @@ impl TestEnv {
              WHERE module = ?1 ORDER BY id",
         )
         .bind(module)
-        .fetch_all(self.store.pool())
+        .fetch_all(&self.sql)
         .await
         .unwrap()
     }
@@ -180,7 +185,7 @@ impl TestEnv {
     pub async fn count_in_state(&self, state: &str) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM deletion_requests WHERE state = ?1")
             .bind(state)
-            .fetch_one(self.store.pool())
+            .fetch_one(&self.sql)
             .await
             .unwrap()
     }
@@ -207,4 +212,45 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A raw SQLite pool on the database file at `path`, as another process
+/// would open it.
+pub async fn raw_sql(path: &std::path::Path) -> sqlx::SqlitePool {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .busy_timeout(Duration::from_secs(5));
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(2)
+        .connect_with(options)
+        .await
+        .unwrap()
+}
+
+/// Claim one batch of up to 100 rows for `owner`, leaving out `skip_modules`.
+pub async fn claim_one(
+    store: &Store,
+    now_ms: i64,
+    owner: &str,
+    lease_ms: i64,
+    skip_modules: &[String],
+) -> Option<ClaimedBatch> {
+    let lanes = store.pending_lanes().await.unwrap();
+    let mut batches = store
+        .claim_batches(&ClaimRequest {
+            now_ms,
+            lanes: &lanes,
+            after: None,
+            skip_modules,
+            skip_lanes: &[],
+            owner,
+            dry_run: false,
+            lease_ms,
+            limit_for: &|_| 100,
+            max_batches: 1,
+            max_ids: None,
+        })
+        .await
+        .unwrap();
+    batches.pop()
 }

@@ -25,87 +25,9 @@
 //! answer does arrive after the lease ran out, its `job_id` is still stored
 //! and the job runs on.
 
-use serde::Serialize;
-
-use super::{Store, StoreError};
-
-/// A job to queue.
-#[derive(Debug, Clone)]
-pub struct NewJob {
-    pub module: String,
-    pub cvid: String,
-    pub territory_id: Option<String>,
-    pub include_child: bool,
-}
-
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct JobRow {
-    pub id: i64,
-    pub module: String,
-    pub cvid: String,
-    pub territory_id: Option<String>,
-    pub include_child: bool,
-    pub state: String,
-    pub job_id: Option<String>,
-    pub zoho_status: Option<String>,
-    pub total_count: Option<i64>,
-    pub deleted_count: Option<i64>,
-    pub failed_count: Option<i64>,
-    pub post_attempts: i64,
-    pub polls: i64,
-    pub next_action_at: i64,
-    pub last_error: Option<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub scheduled_at: Option<i64>,
-    pub finished_at: Option<i64>,
-}
-
-/// The next thing to do for a job.
-#[derive(Debug, Clone)]
-pub enum JobAction {
-    /// POST the job: it is now `scheduling` under this process's lease.
-    Schedule(JobRow),
-    /// GET the status of the stored `job_id`.
-    Poll(JobRow),
-}
-
-/// Zoho's counts at a poll.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct JobCounts {
-    pub total: Option<i64>,
-    pub deleted: Option<i64>,
-    pub failed: Option<i64>,
-}
-
-/// What happened to a job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobUpdate {
-    /// Zoho accepted the POST: scheduling (or uncertain) → running.
-    Scheduled { job_id: String, next_poll_at: i64 },
-    /// Zoho certainly did not schedule it: scheduling → pending, try at `retry_at`.
-    NotScheduled { retry_at: i64, error: String },
-    /// Nobody knows whether Zoho scheduled it: scheduling → uncertain.
-    Uncertain { error: String },
-    /// Zoho refused it for good: scheduling → failed.
-    Refused { error: String },
-    /// A poll answered: running stays running, due again at `next_poll_at`.
-    Progress {
-        status: String,
-        counts: JobCounts,
-        next_poll_at: i64,
-    },
-    /// A poll failed: running stays running; the error is noted.
-    PollFailed { next_poll_at: i64, error: String },
-    /// The job ended: running → completed / failed (or scheduling → completed
-    /// when the view was empty).
-    Finished {
-        completed: bool,
-        status: String,
-        counts: JobCounts,
-        error: Option<String>,
-    },
-}
+use super::Store;
+use crate::store::StoreError;
+use crate::store::types::*;
 
 const JOB_COLUMNS: &str = "id, module, cvid, territory_id, include_child, state, job_id, zoho_status, \
      total_count, deleted_count, failed_count, post_attempts, polls, next_action_at, last_error, \
@@ -146,9 +68,10 @@ impl Store {
     }
 
     /// Jobs not yet in a final state, and how many of those need an operator.
-    pub async fn live_jobs(&self) -> Result<(i64, i64), StoreError> {
+    pub async fn live_jobs(&self) -> Result<LiveJobs, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT count(*), coalesce(sum(state = 'uncertain'), 0) FROM mass_delete_jobs
+            "SELECT count(*) AS live, coalesce(sum(state = 'uncertain'), 0) AS uncertain
+             FROM mass_delete_jobs
              WHERE state IN ('pending', 'scheduling', 'running', 'uncertain')",
         )
         .fetch_one(&self.pool)
@@ -220,7 +143,6 @@ impl Store {
         update: &JobUpdate,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
         let query = match update {
             // Also from `uncertain`: the answer arrived after the lease ran out,
             // and knowing the job_id beats guessing.
@@ -322,32 +244,25 @@ impl Store {
             .bind(now_ms)
             .bind(owner),
         };
-        let changed = query.execute(&mut *tx).await?.rows_affected() > 0;
-        tx.commit().await?;
-        Ok(changed)
+        Ok(self.write_alone(query).await? > 0)
     }
 
     /// Jobs left `scheduling` by a worker that died or hung: their POST may
     /// have reached Zoho, so they become `uncertain` (never `pending`).
     pub async fn reap_stale_scheduling(&self, now_ms: i64) -> Result<u64, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let result = sqlx::query(
+        let query = sqlx::query(
             "UPDATE mass_delete_jobs
              SET state = 'uncertain', updated_at = ?1,
                  last_error = 'zdel stopped between sending this mass delete and recording Zoho''s answer: Zoho may have scheduled it. Check the module''s mass-delete status in Zoho CRM, then `zdel jobs --reschedule ID` to send it again or `zdel jobs --cancel ID`'
              WHERE state = 'scheduling' AND lease_expires_at < ?1",
         )
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(result.rows_affected())
+        .bind(now_ms);
+        self.write_alone(query).await
     }
 
     /// An operator's decision: send an `uncertain` or `failed` job again.
     pub async fn reschedule_job(&self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let result = sqlx::query(
+        let query = sqlx::query(
             "UPDATE OR IGNORE mass_delete_jobs
              SET state = 'pending', next_action_at = 0, job_id = NULL, finished_at = NULL,
                  lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2,
@@ -355,27 +270,20 @@ impl Store {
              WHERE id = ?1 AND state IN ('uncertain', 'failed')",
         )
         .bind(id)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(result.rows_affected() > 0)
+        .bind(now_ms);
+        Ok(self.write_alone(query).await? > 0)
     }
 
     /// An operator's decision: drop a `pending` or `uncertain` job.
     pub async fn cancel_job(&self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let result = sqlx::query(
+        let query = sqlx::query(
             "UPDATE mass_delete_jobs
              SET state = 'cancelled', finished_at = ?2, updated_at = ?2,
                  lease_owner = NULL, lease_expires_at = NULL
              WHERE id = ?1 AND state IN ('pending', 'uncertain')",
         )
         .bind(id)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(result.rows_affected() > 0)
+        .bind(now_ms);
+        Ok(self.write_alone(query).await? > 0)
     }
 }

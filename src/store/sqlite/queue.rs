@@ -5,164 +5,55 @@
 //! `json_each`, so each statement is prepared once and cached, whatever the
 //! batch size.
 
-use super::{Operation, Recording, Store, StoreError, Strategy};
+use super::{Recording, Store};
+use crate::store::StoreError;
+use crate::store::types::*;
 use crate::sync::lock;
 
-/// Identifies one claim. Every later update of the claimed rows must present
-/// it: a claim whose lease expired and was reaped can no longer write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct LeaseToken(pub i64);
-
-impl LeaseToken {
-    pub fn random() -> LeaseToken {
-        LeaseToken(rand::random::<i64>())
-    }
-}
-
-/// A lane: requests that may share one call. Rows are batched within a lane only.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LaneKey {
-    pub operation: Operation,
-    pub module: String,
-    pub wf_trigger: bool,
-    /// The rows' strategy column (`Auto`: the config decides).
-    pub strategy: Strategy,
-}
-
-impl std::fmt::Display for LaneKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}/{}{}",
-            self.operation.as_str(),
-            self.module,
-            if self.wf_trigger {
-                ""
-            } else {
-                " (no workflow)"
-            }
-        )
-    }
-}
-
-/// One row of a claimed batch.
+/// IDs to enqueue, gathered one by one (on any thread) for one statement.
+/// Inside, a JSON array of strings, which `json_each` expands: built while
+/// the IDs are read, it costs no second pass.
 #[derive(Debug, Clone)]
-pub struct ClaimedRow {
-    pub id: i64,
-    pub record_id: String,
-    /// For delinks: the related list and the related record to unlink.
-    pub related_list: Option<String>,
-    pub related_id: Option<String>,
-    /// Attempts made before this claim.
-    pub attempts: i64,
-    /// Earlier attempts that ended without a usable answer.
-    pub ambiguous_attempts: i64,
+pub struct IdChunk {
+    json: String,
+    len: usize,
 }
 
-impl ClaimedRow {
-    /// The ID Zoho names in its per-ID answer: the related record for a
-    /// delink, the record (or contact role) otherwise.
-    pub fn answer_id(&self) -> &str {
-        self.related_id.as_deref().unwrap_or(&self.record_id)
+impl IdChunk {
+    /// Room for about `ids` record IDs.
+    pub fn with_capacity(ids: usize) -> IdChunk {
+        let mut json = String::with_capacity(ids.saturating_mul(22) + 2);
+        json.push('[');
+        IdChunk { json, len: 0 }
     }
-}
 
-#[derive(Debug, Clone)]
-pub struct ClaimedBatch {
-    pub lane: LaneKey,
-    pub lease: LeaseToken,
-    pub rows: Vec<ClaimedRow>,
-}
-
-/// What [`Store::claim_batches`] may claim.
-pub struct ClaimRequest<'a> {
-    pub now_ms: i64,
-    /// Lanes with pending rows, sorted (from [`Store::pending_lanes`]).
-    pub lanes: &'a [LaneKey],
-    /// The lane claimed last: this claim starts with the lane after it.
-    pub after: Option<&'a LaneKey>,
-    /// Paused modules.
-    pub skip_modules: &'a [String],
-    /// Lanes cooling down after a 429.
-    pub skip_lanes: &'a [LaneKey],
-    pub owner: &'a str,
-    pub lease_ms: i64,
-    /// Rows per batch for a lane (100 for deletes, 500 for mass delete, …).
-    pub limit_for: &'a (dyn Fn(&LaneKey) -> u32 + Sync),
-    /// At most this many batches: one per call slot in hand.
-    pub max_batches: usize,
-    /// At most this many rows over all batches (what today's cap leaves).
-    pub max_ids: Option<u64>,
-}
-
-/// What happens to one claimed row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowOutcome {
-    pub id: i64,
-    pub change: RowChange,
-}
-
-/// A row's next state. `code` is Zoho's code verbatim, or one of ours such as
-/// `HTTP_503` or `TIMEOUT`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum RowChange {
-    Succeeded {
-        code: String,
-        message: String,
-        http_status: Option<u16>,
-    },
-    Failed {
-        code: String,
-        message: String,
-        http_status: Option<u16>,
-        /// Whether this call counts as an attempt.
-        count_attempt: bool,
-        /// The last call ended without a usable answer: Zoho may have acted on it.
-        ambiguous: bool,
-    },
-    /// Back to pending, due again at `next_attempt_at` (epoch ms).
-    Retry {
-        code: String,
-        message: String,
-        http_status: Option<u16>,
-        next_attempt_at: i64,
-        count_attempt: bool,
-        /// The call ended without a usable answer: Zoho may have acted on it.
-        ambiguous: bool,
-    },
-}
-
-/// How a `record_outcomes` call went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Recorded {
-    /// Rows moved on.
-    pub applied: u64,
-    /// Rows whose lease was no longer ours: left untouched.
-    pub lease_lost: u64,
-}
-
-/// What a group of enqueued IDs share. For a delink, the IDs are the related
-/// records and `parent` names the record and related list they hang from.
-#[derive(Debug, Clone)]
-pub struct RequestTemplate {
-    pub operation: Operation,
-    pub module: String,
-    pub wf_trigger: bool,
-    pub strategy: Strategy,
-    /// For delinks: (parent record ID, related list API name).
-    pub parent: Option<(String, String)>,
-}
-
-impl RequestTemplate {
-    /// A plain record delete.
-    pub fn delete(module: &str, wf_trigger: bool) -> RequestTemplate {
-        RequestTemplate {
-            operation: Operation::Delete,
-            module: module.to_string(),
-            wf_trigger,
-            strategy: Strategy::Auto,
-            parent: None,
+    pub fn push(&mut self, id: &str) {
+        if self.len > 0 {
+            self.json.push(',');
         }
+        // Record IDs are digits and need no escaping; anything else is
+        // escaped, so a bad ID reaches the table's checks intact.
+        if id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            self.json.push('"');
+            self.json.push_str(id);
+            self.json.push('"');
+        } else {
+            self.json.push_str(&serde_json::Value::from(id).to_string());
+        }
+        self.len += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn finish(mut self) -> String {
+        self.json.push(']');
+        self.json
     }
 }
 
@@ -186,20 +77,25 @@ impl Enqueuer {
         if ids.is_empty() {
             return Ok(0);
         }
-        let ids = serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(e.into()))?;
-        self.add_json(template, &ids).await
+        let mut chunk = IdChunk::with_capacity(ids.len());
+        for id in ids {
+            chunk.push(id);
+        }
+        self.add_chunk(template, chunk).await
     }
 
-    /// [`Enqueuer::add`] with the IDs already written as a JSON array of
-    /// strings (`["123","456"]`), as a reader thread can build it while the
-    /// database works on the previous chunk.
-    pub async fn add_json(
+    /// [`Enqueuer::add`] with the IDs gathered in an [`IdChunk`], as a
+    /// reader thread can build it while the database works on the previous one.
+    pub async fn add_chunk(
         &mut self,
         template: &RequestTemplate,
-        ids: &str,
+        ids: IdChunk,
     ) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
         let (parent, related_list) = match &template.parent {
-            Some((record, list)) => (Some(record.as_str()), Some(list.as_str())),
+            Some(p) => (Some(p.record_id.as_str()), Some(p.related_list.as_str())),
             None => (None, None),
         };
         // `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the
@@ -219,7 +115,7 @@ impl Enqueuer {
         .bind(related_list)
         .bind(template.wf_trigger)
         .bind(template.strategy.as_str())
-        .bind(ids)
+        .bind(ids.finish())
         .bind(self.now_ms)
         .execute(&mut *self.tx)
         .await?;
@@ -256,36 +152,6 @@ impl Store {
         let lanes = lanes_with_pending(&mut tx).await?;
         tx.commit().await?;
         Ok(lanes)
-    }
-
-    /// Claim one batch: [`Store::claim_batches`] with room for one.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn claim_batch(
-        &self,
-        now_ms: i64,
-        lanes: &[LaneKey],
-        after: Option<&LaneKey>,
-        skip_modules: &[String],
-        skip_lanes: &[LaneKey],
-        owner: &str,
-        lease_ms: i64,
-        limit_for: &(dyn Fn(&LaneKey) -> u32 + Sync),
-    ) -> Result<Option<ClaimedBatch>, StoreError> {
-        let mut batches = self
-            .claim_batches(&ClaimRequest {
-                now_ms,
-                lanes,
-                after,
-                skip_modules,
-                skip_lanes,
-                owner,
-                lease_ms,
-                limit_for,
-                max_batches: 1,
-                max_ids: None,
-            })
-            .await?;
-        Ok(batches.pop())
     }
 
     /// Claim up to `max_batches` batches of due rows in one transaction, each
@@ -496,77 +362,62 @@ impl Store {
     /// The call may have reached Zoho, so the attempt counts as ambiguous —
     /// unless the holder was a dry run, which never sends anything.
     pub async fn reap_expired_leases(&self, now_ms: i64) -> Result<u64, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let result = sqlx::query(
+        let query = sqlx::query(
             "UPDATE deletion_requests
              SET state = 'pending',
-                 ambiguous_attempts = ambiguous_attempts + (lease_owner NOT LIKE 'dry-run:%'),
+                 ambiguous_attempts = ambiguous_attempts + (1 - lease_dry_run),
                  outcome_code = 'LEASE_EXPIRED',
                  outcome_message = 'the worker holding this row stopped answering (crash or hang); returned to the queue',
                  updated_at = ?1,
-                 lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
+                 lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, lease_dry_run = 0
              WHERE state = 'running' AND lease_expires_at < ?1",
         )
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(result.rows_affected())
+        .bind(now_ms);
+        self.write_alone(query).await
     }
 
     /// On shutdown: rows still claimed by `owner` (their calls were cut off by
     /// the grace period) go back to pending, as ambiguous attempts.
     pub async fn release_owned(&self, owner: &str, now_ms: i64) -> Result<u64, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let result = sqlx::query(
+        let query = sqlx::query(
             "UPDATE deletion_requests
              SET state = 'pending', ambiguous_attempts = ambiguous_attempts + 1,
                  outcome_code = 'SHUTDOWN',
                  outcome_message = 'zdel shut down before this call answered; returned to the queue',
                  updated_at = ?1,
-                 lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
+                 lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, lease_dry_run = 0
              WHERE state = 'running' AND lease_owner = ?2",
         )
         .bind(now_ms)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(result.rows_affected())
+        .bind(owner);
+        self.write_alone(query).await
     }
 
     /// End of a dry run: rows it claimed go back to pending exactly as they were.
     pub async fn release_dry_run(&self, owner: &str) -> Result<u64, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let result = sqlx::query(
+        let query = sqlx::query(
             "UPDATE deletion_requests
-             SET state = 'pending', lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
-             WHERE state = 'running' AND lease_owner = ?1 AND lease_owner LIKE 'dry-run:%'",
+             SET state = 'pending', lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,
+                 lease_dry_run = 0
+             WHERE state = 'running' AND lease_owner = ?1 AND lease_dry_run = 1",
         )
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(result.rows_affected())
+        .bind(owner);
+        self.write_alone(query).await
     }
 
-    /// Pending rows that could run now or later, leaving out `skip_modules`
-    /// (paused lanes), and the earliest time one of them is due.
-    pub async fn pending_outlook(
-        &self,
-        skip_modules: &[String],
-    ) -> Result<(i64, Option<i64>), StoreError> {
+    /// Pending rows that could run now or later, leaving out those of
+    /// `skip_modules` (paused lanes).
+    pub async fn pending_rows(&self, skip_modules: &[String]) -> Result<i64, StoreError> {
         let skip =
             serde_json::to_string(skip_modules).map_err(|e| sqlx::Error::Encode(e.into()))?;
-        let (count, next_due): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT count(*), min(next_attempt_at) FROM deletion_requests
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM deletion_requests
              WHERE state = 'pending'
                AND module NOT IN (SELECT value FROM json_each(?1))",
         )
         .bind(skip)
         .fetch_one(&self.pool)
-        .await?;
-        Ok((count, next_due))
+        .await?)
     }
 
     /// Rows in `running` state held by anyone but `owner`.
@@ -685,7 +536,7 @@ async fn mark_running(
              SELECT value ->> 0 AS lease, value -> '$[1]' AS ids FROM json_each(?1))
          UPDATE deletion_requests AS d
          SET state = 'running', lease_token = c.lease, lease_owner = ?2,
-             lease_expires_at = ?3, updated_at = ?4
+             lease_expires_at = ?3, updated_at = ?4, lease_dry_run = ?5
          FROM (SELECT b.lease, i.value AS id FROM b, json_each(b.ids) AS i) AS c
          WHERE d.id = c.id AND d.state = 'pending'",
     )
@@ -693,6 +544,7 @@ async fn mark_running(
     .bind(req.owner)
     .bind(req.now_ms + req.lease_ms)
     .bind(req.now_ms)
+    .bind(req.dry_run)
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -746,22 +598,25 @@ async fn claim_parent(
 }
 
 /// Rows of one lease that move on the same way: one element of the JSON
-/// array [`write_outcomes`] sends. Fields: lease, state, outcome code,
-/// message, HTTP status, attempts to add, ambiguous attempts to add,
-/// next_attempt_at (retries), finished_at (terminal), updated_at, row ids.
-type OutcomeSet<'a> = (
-    i64,
-    &'static str,
-    &'a str,
-    &'a str,
-    Option<i64>,
-    i64,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    i64,
-    Vec<i64>,
-);
+/// array [`write_outcomes`] sends, its keys named as the statement reads them.
+#[derive(serde::Serialize)]
+struct OutcomeSet<'a> {
+    lease: i64,
+    state: &'static str,
+    code: &'a str,
+    message: &'a str,
+    http_status: Option<i64>,
+    /// Attempts to add.
+    add_attempt: i64,
+    /// Ambiguous attempts to add.
+    add_ambiguous: i64,
+    /// next_attempt_at, for retries.
+    next_at: Option<i64>,
+    /// finished_at, for terminal rows.
+    finished: Option<i64>,
+    now_ms: i64,
+    ids: Vec<i64>,
+}
 
 /// One batch's outcomes grouped by change: a batch that simply succeeded is
 /// one set, not a hundred rows.
@@ -776,21 +631,20 @@ fn outcome_sets(lease: LeaseToken, outcomes: &[RowOutcome], now_ms: i64) -> Vec<
     groups
         .into_iter()
         .map(|(change, ids)| {
-            let (state, code, message, http_status, add_attempt, add_ambiguous, next_at, finished) =
+            let (state, code, message, http_status, count_attempt, ambiguous, next_at) =
                 match change {
                     RowChange::Succeeded {
                         code,
                         message,
                         http_status,
                     } => (
-                        "succeeded",
+                        RequestState::Succeeded,
                         code,
                         message,
                         http_status,
-                        1,
-                        0,
+                        true,
+                        false,
                         None,
-                        Some(now_ms),
                     ),
                     RowChange::Failed {
                         code,
@@ -799,14 +653,13 @@ fn outcome_sets(lease: LeaseToken, outcomes: &[RowOutcome], now_ms: i64) -> Vec<
                         count_attempt,
                         ambiguous,
                     } => (
-                        "failed",
+                        RequestState::Failed,
                         code,
                         message,
                         http_status,
-                        i64::from(*count_attempt),
-                        i64::from(*ambiguous),
+                        *count_attempt,
+                        *ambiguous,
                         None,
-                        Some(now_ms),
                     ),
                     RowChange::Retry {
                         code,
@@ -816,29 +669,28 @@ fn outcome_sets(lease: LeaseToken, outcomes: &[RowOutcome], now_ms: i64) -> Vec<
                         count_attempt,
                         ambiguous,
                     } => (
-                        "pending",
+                        RequestState::Pending,
                         code,
                         message,
                         http_status,
-                        i64::from(*count_attempt),
-                        i64::from(*ambiguous),
+                        *count_attempt,
+                        *ambiguous,
                         Some(*next_attempt_at),
-                        None,
                     ),
                 };
-            (
-                lease.0,
-                state,
-                code.as_str(),
-                message.as_str(),
-                http_status.map(i64::from),
-                add_attempt,
-                add_ambiguous,
+            OutcomeSet {
+                lease: lease.0,
+                state: state.as_str(),
+                code: code.as_str(),
+                message: message.as_str(),
+                http_status: http_status.map(i64::from),
+                add_attempt: i64::from(count_attempt),
+                add_ambiguous: i64::from(ambiguous),
                 next_at,
-                finished,
+                finished: state.is_terminal().then_some(now_ms),
                 now_ms,
                 ids,
-            )
+            }
         })
         .collect()
 }
@@ -859,11 +711,13 @@ async fn write_outcomes(
     let sets = serde_json::to_string(sets).map_err(|e| sqlx::Error::Encode(e.into()))?;
     let result = sqlx::query(
         "WITH s AS MATERIALIZED (
-             SELECT value ->> 0 AS lease, value ->> 1 AS state, value ->> 2 AS code,
-                    value ->> 3 AS message, value ->> 4 AS http_status,
-                    value ->> 5 AS add_attempt, value ->> 6 AS add_ambiguous,
-                    value ->> 7 AS next_at, value ->> 8 AS finished, value ->> 9 AS now_ms,
-                    value -> '$[10]' AS ids
+             SELECT value ->> 'lease' AS lease, value ->> 'state' AS state,
+                    value ->> 'code' AS code, value ->> 'message' AS message,
+                    value ->> 'http_status' AS http_status,
+                    value ->> 'add_attempt' AS add_attempt,
+                    value ->> 'add_ambiguous' AS add_ambiguous,
+                    value ->> 'next_at' AS next_at, value ->> 'finished' AS finished,
+                    value ->> 'now_ms' AS now_ms, value -> '$.ids' AS ids
              FROM json_each(?1))
          UPDATE deletion_requests AS d
          SET state = c.state, outcome_code = c.code, outcome_message = c.message,
@@ -871,7 +725,7 @@ async fn write_outcomes(
              ambiguous_attempts = d.ambiguous_attempts + c.add_ambiguous,
              next_attempt_at = coalesce(c.next_at, d.next_attempt_at), finished_at = c.finished,
              updated_at = c.now_ms,
-             lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
+             lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, lease_dry_run = 0
          FROM (SELECT s.*, i.value AS id FROM s, json_each(s.ids) AS i) AS c
          WHERE d.id = c.id AND +d.lease_token = c.lease AND d.state = 'running'",
     )

@@ -1,0 +1,77 @@
+//! What can go wrong in the store, with what to do about it.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file could not be opened or created.
+    #[error(
+        "could not open the database at {path}: {source}. Check that the directory exists and is writable by this user"
+    )]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database file could not be created with owner-only permissions.
+    #[error(
+        "could not create the database file {path} (database.url): {source}. Check that the directory exists and is writable by this user"
+    )]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `database.url` is not a path or sqlite URL.
+    #[error("database.url {url:?} is not a SQLite path or URL: {source}")]
+    BadUrl {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Applying the embedded migrations failed.
+    #[error("could not migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The task writing a group of outcomes (group commit) was stopped
+    /// before it committed: nothing of this batch was written; write again.
+    #[error(
+        "the task writing this batch's outcomes together with others stopped before committing (shutdown?); nothing was written, try again"
+    )]
+    WriterStopped,
+    /// A claim found rows pending that were no longer pending when marked
+    /// (within one transaction: a bug). Nothing was claimed.
+    #[error(
+        "a claim selected {expected} pending rows but could mark only {marked} running; it was rolled back and nothing was claimed"
+    )]
+    ClaimChanged { expected: u64, marked: u64 },
+    /// The store was closed; nothing more can be written.
+    #[error("the database was closed (shutting down); nothing was written")]
+    Closed,
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// True when the database could not be opened at all: a configuration
+    /// problem (`database.url`), not a runtime failure.
+    pub fn is_unopenable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Open { .. } | StoreError::Create { .. } | StoreError::BadUrl { .. }
+        )
+    }
+
+    /// True when the statement failed on a constraint (CHECK, UNIQUE, NOT NULL).
+    pub fn is_constraint_violation(&self) -> bool {
+        match self {
+            StoreError::Sql(sqlx::Error::Database(e)) => matches!(
+                e.kind(),
+                sqlx::error::ErrorKind::CheckViolation
+                    | sqlx::error::ErrorKind::UniqueViolation
+                    | sqlx::error::ErrorKind::NotNullViolation
+            ),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,567 @@
+//! The store's domain types: what the worker, the CLI and the HTTP layer
+//! hand to the store and get back. Nothing here names a database type or
+//! a wire encoding; the engine in `sqlite/` maps them to columns.
+
+use serde::Serialize;
+
+/// The operations a request row can ask for (`deletion_requests.operation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Delete,
+    Delink,
+    DeleteContactRole,
+    DeletePhoto,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 4] = [
+        Operation::Delete,
+        Operation::Delink,
+        Operation::DeleteContactRole,
+        Operation::DeletePhoto,
+    ];
+
+    /// The spelling in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Delete => "delete",
+            Operation::Delink => "delink",
+            Operation::DeleteContactRole => "delete_contact_role",
+            Operation::DeletePhoto => "delete_photo",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|op| op.as_str() == s)
+    }
+}
+
+impl TryFrom<String> for Operation {
+    type Error = UnknownState;
+    fn try_from(s: String) -> Result<Operation, UnknownState> {
+        Operation::parse(&s).ok_or(UnknownState(s))
+    }
+}
+
+/// How record deletes are sent (`deletion_requests.strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Strategy {
+    /// Whatever the config's `zoho.delete_strategy` says.
+    Auto,
+    /// `DELETE /{module}?ids=…`, up to 100 IDs.
+    Delete,
+    /// `POST /{module}/actions/mass_delete {"ids":[…]}`, up to 500 IDs.
+    MassDelete,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Auto => "auto",
+            Strategy::Delete => "delete",
+            Strategy::MassDelete => "mass_delete",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Strategy> {
+        match s {
+            "auto" => Some(Strategy::Auto),
+            "delete" => Some(Strategy::Delete),
+            "mass_delete" => Some(Strategy::MassDelete),
+            _ => None,
+        }
+    }
+}
+
+/// Declares a state enum spelled in the database: `as_str`, `parse`,
+/// `ALL`, `is_terminal`, and decoding from the column's text.
+macro_rules! db_states {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal $(, terminal = $terminal:literal)?;)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl $name {
+            /// Every state, in the order tables show them.
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            /// The spelling in the database.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                match s {
+                    $($text => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+
+            /// Whether only an operator moves a row out of this state.
+            pub fn is_terminal(self) -> bool {
+                match self {
+                    $($name::$variant => false $(|| $terminal)?,)*
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = UnknownState;
+            fn try_from(s: String) -> Result<$name, UnknownState> {
+                $name::parse(&s).ok_or(UnknownState(s))
+            }
+        }
+    };
+}
+
+/// A state or operation column held a value no version of zdel writes.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown value {0:?} in the database")]
+pub struct UnknownState(pub String);
+
+db_states! {
+    /// A request's state (`deletion_requests.state`); the transitions are
+    /// drawn in the store's module documentation.
+    RequestState {
+        /// Waiting; claimed once due and its lane is not paused.
+        Pending = "pending";
+        /// Claimed under a lease; only the lease holder moves it on.
+        Running = "running";
+        Succeeded = "succeeded", terminal = true;
+        Failed = "failed", terminal = true;
+        Cancelled = "cancelled", terminal = true;
+    }
+}
+
+db_states! {
+    /// A custom-view mass-delete job's state (`mass_delete_jobs.state`);
+    /// the transitions are drawn in `store/sqlite/jobs.rs`.
+    JobState {
+        /// Waiting to be posted.
+        Pending = "pending";
+        /// The intent is recorded and the POST may be in flight.
+        Scheduling = "scheduling";
+        /// Zoho accepted it: its `job_id` is polled.
+        Running = "running";
+        Completed = "completed", terminal = true;
+        Failed = "failed", terminal = true;
+        /// The POST may or may not have reached Zoho: an operator decides.
+        Uncertain = "uncertain";
+        Cancelled = "cancelled", terminal = true;
+    }
+}
+
+/// The pause scope that stops every lane (the OAuth client or refresh token was rejected).
+pub const PAUSE_ALL: &str = "*";
+
+/// Identifies one claim. Every later update of the claimed rows must present
+/// it: a claim whose lease expired and was reaped can no longer write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LeaseToken(pub i64);
+
+impl LeaseToken {
+    pub fn random() -> LeaseToken {
+        LeaseToken(rand::random::<i64>())
+    }
+}
+
+/// A lane: requests that may share one call. Rows are batched within a lane only.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LaneKey {
+    pub operation: Operation,
+    pub module: String,
+    pub wf_trigger: bool,
+    /// The rows' strategy column (`Auto`: the config decides).
+    pub strategy: Strategy,
+}
+
+impl std::fmt::Display for LaneKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}{}",
+            self.operation.as_str(),
+            self.module,
+            if self.wf_trigger {
+                ""
+            } else {
+                " (no workflow)"
+            }
+        )
+    }
+}
+
+/// One row of a claimed batch.
+#[derive(Debug, Clone)]
+pub struct ClaimedRow {
+    pub id: i64,
+    pub record_id: String,
+    /// For delinks: the related list and the related record to unlink.
+    pub related_list: Option<String>,
+    pub related_id: Option<String>,
+    /// Attempts made before this claim.
+    pub attempts: i64,
+    /// Earlier attempts that ended without a usable answer.
+    pub ambiguous_attempts: i64,
+}
+
+impl ClaimedRow {
+    /// The ID Zoho names in its per-ID answer: the related record for a
+    /// delink, the record (or contact role) otherwise.
+    pub fn answer_id(&self) -> &str {
+        self.related_id.as_deref().unwrap_or(&self.record_id)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ClaimedBatch {
+    pub lane: LaneKey,
+    pub lease: LeaseToken,
+    pub rows: Vec<ClaimedRow>,
+}
+
+/// What [`Store::claim_batches`] may claim.
+pub struct ClaimRequest<'a> {
+    pub now_ms: i64,
+    /// Lanes with pending rows, sorted (from [`Store::pending_lanes`]).
+    pub lanes: &'a [LaneKey],
+    /// The lane claimed last: this claim starts with the lane after it.
+    pub after: Option<&'a LaneKey>,
+    /// Paused modules.
+    pub skip_modules: &'a [String],
+    /// Lanes cooling down after a 429.
+    pub skip_lanes: &'a [LaneKey],
+    pub owner: &'a str,
+    /// A dry run's claim: when its lease runs out the rows go back without
+    /// counting an ambiguous attempt (nothing was sent).
+    pub dry_run: bool,
+    pub lease_ms: i64,
+    /// Rows per batch for a lane (100 for deletes, 500 for mass delete, …).
+    pub limit_for: &'a (dyn Fn(&LaneKey) -> u32 + Sync),
+    /// At most this many batches: one per call slot in hand.
+    pub max_batches: usize,
+    /// At most this many rows over all batches (what today's cap leaves).
+    pub max_ids: Option<u64>,
+}
+
+/// What happens to one claimed row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowOutcome {
+    pub id: i64,
+    pub change: RowChange,
+}
+
+/// A row's next state. `code` is Zoho's code verbatim, or one of ours such as
+/// `HTTP_503` or `TIMEOUT`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RowChange {
+    Succeeded {
+        code: String,
+        message: String,
+        http_status: Option<u16>,
+    },
+    Failed {
+        code: String,
+        message: String,
+        http_status: Option<u16>,
+        /// Whether this call counts as an attempt.
+        count_attempt: bool,
+        /// The last call ended without a usable answer: Zoho may have acted on it.
+        ambiguous: bool,
+    },
+    /// Back to pending, due again at `next_attempt_at` (epoch ms).
+    Retry {
+        code: String,
+        message: String,
+        http_status: Option<u16>,
+        next_attempt_at: i64,
+        count_attempt: bool,
+        /// The call ended without a usable answer: Zoho may have acted on it.
+        ambiguous: bool,
+    },
+}
+
+/// How a `record_outcomes` call went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// Rows moved on.
+    pub applied: u64,
+    /// Rows whose lease was no longer ours: left untouched.
+    pub lease_lost: u64,
+}
+
+/// What a group of enqueued IDs share. For a delink, the IDs are the related
+/// records and `parent` names the record and related list they hang from.
+#[derive(Debug, Clone)]
+pub struct RequestTemplate {
+    pub operation: Operation,
+    pub module: String,
+    pub wf_trigger: bool,
+    pub strategy: Strategy,
+    /// For delinks: the record and related list the IDs hang from.
+    pub parent: Option<DelinkParent>,
+}
+
+/// The record a delink unlinks from, and the related list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelinkParent {
+    pub record_id: String,
+    /// The related list's API name (e.g. `Campaigns`).
+    pub related_list: String,
+}
+
+impl RequestTemplate {
+    /// A plain record delete.
+    pub fn delete(module: &str, wf_trigger: bool) -> RequestTemplate {
+        RequestTemplate {
+            operation: Operation::Delete,
+            module: module.to_string(),
+            wf_trigger,
+            strategy: Strategy::Auto,
+            parent: None,
+        }
+    }
+}
+
+/// A job to queue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub module: String,
+    pub cvid: String,
+    pub territory_id: Option<String>,
+    pub include_child: bool,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct JobRow {
+    pub id: i64,
+    pub module: String,
+    pub cvid: String,
+    pub territory_id: Option<String>,
+    pub include_child: bool,
+    #[sqlx(try_from = "String")]
+    pub state: JobState,
+    pub job_id: Option<String>,
+    pub zoho_status: Option<String>,
+    pub total_count: Option<i64>,
+    pub deleted_count: Option<i64>,
+    pub failed_count: Option<i64>,
+    pub post_attempts: i64,
+    pub polls: i64,
+    pub next_action_at: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub scheduled_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// The next thing to do for a job.
+#[derive(Debug, Clone)]
+pub enum JobAction {
+    /// POST the job: it is now `scheduling` under this process's lease.
+    Schedule(JobRow),
+    /// GET the status of the stored `job_id`.
+    Poll(JobRow),
+}
+
+/// Zoho's counts at a poll.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobCounts {
+    pub total: Option<i64>,
+    pub deleted: Option<i64>,
+    pub failed: Option<i64>,
+}
+
+/// What happened to a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobUpdate {
+    /// Zoho accepted the POST: scheduling (or uncertain) → running.
+    Scheduled { job_id: String, next_poll_at: i64 },
+    /// Zoho certainly did not schedule it: scheduling → pending, try at `retry_at`.
+    NotScheduled { retry_at: i64, error: String },
+    /// Nobody knows whether Zoho scheduled it: scheduling → uncertain.
+    Uncertain { error: String },
+    /// Zoho refused it for good: scheduling → failed.
+    Refused { error: String },
+    /// A poll answered: running stays running, due again at `next_poll_at`.
+    Progress {
+        status: String,
+        counts: JobCounts,
+        next_poll_at: i64,
+    },
+    /// A poll failed: running stays running; the error is noted.
+    PollFailed { next_poll_at: i64, error: String },
+    /// The job ended: running → completed / failed (or scheduling → completed
+    /// when the view was empty).
+    Finished {
+        completed: bool,
+        status: String,
+        counts: JobCounts,
+        error: Option<String>,
+    },
+}
+
+/// Rows by state, operation and module.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct CountRow {
+    #[sqlx(try_from = "String")]
+    pub state: RequestState,
+    #[sqlx(try_from = "String")]
+    pub operation: Operation,
+    pub module: String,
+    pub count: i64,
+}
+
+/// A paused lane: `scope` is a module, or `*` for everything.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, PartialEq, Eq)]
+pub struct Pause {
+    pub scope: String,
+    pub code: String,
+    pub message: String,
+    pub paused_at: i64,
+}
+
+/// A recent error on a row (failed, or pending a retry).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ErrorRow {
+    pub id: i64,
+    pub module: String,
+    pub record_id: String,
+    #[sqlx(try_from = "String")]
+    pub state: RequestState,
+    pub code: String,
+    pub message: Option<String>,
+    pub attempts: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub counts: Vec<CountRow>,
+    /// Pending rows waiting out a retry delay.
+    pub waiting_to_retry: i64,
+    pub pauses: Vec<Pause>,
+    pub recent_errors: Vec<ErrorRow>,
+    /// Live rows that ask for mass delete with wf_trigger = 0: they are sent
+    /// as plain deletes, because mass delete cannot suppress workflows.
+    pub mass_delete_without_workflow: i64,
+}
+
+/// Totals by state, for progress displays.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct TerminalCounts {
+    pub pending: i64,
+    pub running: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+}
+
+impl TerminalCounts {
+    pub fn total(&self) -> i64 {
+        self.pending + self.running + self.succeeded + self.failed + self.cancelled
+    }
+    pub fn finished(&self) -> i64 {
+        self.succeeded + self.failed + self.cancelled
+    }
+}
+
+/// One row of `zdel outcomes`.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct OutcomeRow {
+    pub id: i64,
+    #[sqlx(try_from = "String")]
+    pub operation: Operation,
+    pub module: String,
+    pub record_id: String,
+    #[sqlx(try_from = "String")]
+    pub state: RequestState,
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub http_status: Option<i64>,
+    pub attempts: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// Which rows `outcomes`, `retry` and `cancel` touch. `None` means any.
+#[derive(Debug, Clone, Default)]
+pub struct OutcomeFilter {
+    pub state: Option<RequestState>,
+    pub module: Option<String>,
+    pub code: Option<String>,
+    pub record_ids: Option<Vec<String>>,
+}
+
+/// Rows by state and operation, and mass-delete jobs by state (for gauges).
+#[derive(Debug, Clone, Default)]
+pub struct Depth {
+    pub requests: Vec<RequestDepth>,
+    pub jobs: Vec<JobDepth>,
+}
+
+impl Depth {
+    /// Rows in `state` for `operation`.
+    pub fn requests_in(&self, state: RequestState, operation: Operation) -> i64 {
+        self.requests
+            .iter()
+            .filter(|r| r.state == state && r.operation == operation)
+            .map(|r| r.count)
+            .sum()
+    }
+
+    /// Jobs in `state`.
+    pub fn jobs_in(&self, state: JobState) -> i64 {
+        self.jobs
+            .iter()
+            .filter(|j| j.state == state)
+            .map(|j| j.count)
+            .sum()
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RequestDepth {
+    #[sqlx(try_from = "String")]
+    pub state: RequestState,
+    #[sqlx(try_from = "String")]
+    pub operation: Operation,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobDepth {
+    #[sqlx(try_from = "String")]
+    pub state: JobState,
+    pub count: i64,
+}
+
+/// Rows in one state with one outcome code.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CodeCount {
+    #[sqlx(try_from = "String")]
+    pub state: RequestState,
+    pub code: Option<String>,
+    pub count: i64,
+}
+
+/// Mass-delete jobs not yet in a final state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct LiveJobs {
+    /// Pending, scheduling, running or uncertain.
+    pub live: i64,
+    /// Of those, uncertain: they wait for an operator.
+    pub uncertain: i64,
+}
