@@ -17,8 +17,7 @@ use tokio_util::sync::CancellationToken;
 use zdel::config::Config;
 use zdel::sandbox::{self, Faults, Sandbox, SandboxHandle};
 use zdel::store::{RequestTemplate, Store, Strategy};
-use zdel::worker::{self, RunMode, WorkerSettings};
-use zdel::zoho::ZohoClient;
+use zdel::worker::{self, RunMode};
 
 // The same allocator as the `zdel` binary (src/main.rs), so in-process
 // figures are the daemon's.
@@ -124,12 +123,12 @@ impl Env {
     /// Drain in-process; the elapsed wall time.
     async fn drain(&self, overrides: &[(&str, &str)]) -> Result<Duration> {
         let config = self.config(overrides)?;
-        let client = Arc::new(ZohoClient::from_config(&config)?);
+        let client = Arc::new(zdel::cli::zoho_client(&config)?);
         let started = Instant::now();
         worker::run(
             self.store.clone(),
             client,
-            WorkerSettings::from_config(&config),
+            zdel::cli::worker_settings(&config),
             RunMode::Drain,
             CancellationToken::new(),
         )
@@ -380,14 +379,14 @@ async fn contended_run(n: u64, writer: u64) -> Result<(f64, f64)> {
     .await?;
     env.enqueue("Leads", 0, n, Strategy::Auto).await?;
     let config = env.config(&[("LIMITS__MAX_CONCURRENCY", "25")])?;
-    let client = Arc::new(ZohoClient::from_config(&config)?);
+    let client = Arc::new(zdel::cli::zoho_client(&config)?);
     let shutdown = CancellationToken::new();
     let started = Instant::now();
     let w = spawn_writer(env.db.clone(), writer);
     let run = tokio::spawn(worker::run(
         env.store.clone(),
         client,
-        WorkerSettings::from_config(&config),
+        zdel::cli::worker_settings(&config),
         RunMode::Serve,
         shutdown.clone(),
     ));

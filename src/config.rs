@@ -295,19 +295,26 @@ impl Config {
 
     /// The OAuth client and refresh token must be set before zdel talks to Zoho.
     pub fn require_credentials(&self) -> Result<(), ConfigError> {
+        self.zoho.require_credentials()
+    }
+}
+
+impl ZohoConfig {
+    /// The OAuth client and refresh token are set (not checked with Zoho).
+    pub fn require_credentials(&self) -> Result<(), ConfigError> {
         let missing = |key: &'static str, env: &str| ConfigError::Invalid {
             key,
             problem: format!(
                 "is not set: zdel needs it to talk to Zoho (set it in the config file or as {env})"
             ),
         };
-        if self.zoho.client_id.trim().is_empty() {
+        if self.client_id.trim().is_empty() {
             return Err(missing("zoho.client_id", "ZDEL__ZOHO__CLIENT_ID"));
         }
-        if self.zoho.client_secret.expose_secret().trim().is_empty() {
+        if self.client_secret.expose_secret().trim().is_empty() {
             return Err(missing("zoho.client_secret", "ZDEL__ZOHO__CLIENT_SECRET"));
         }
-        if self.zoho.refresh_token.expose_secret().trim().is_empty() {
+        if self.refresh_token.expose_secret().trim().is_empty() {
             return Err(missing("zoho.refresh_token", "ZDEL__ZOHO__REFRESH_TOKEN"));
         }
         Ok(())

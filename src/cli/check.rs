@@ -5,7 +5,6 @@
 use std::process::ExitCode;
 
 use crate::config::Config;
-use crate::zoho::ZohoClient;
 
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     println!(
@@ -24,7 +23,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         totals.total(),
         totals.pending
     );
-    let client = ZohoClient::from_config(&config)?;
+    let client = super::zoho_client(&config)?;
     match client.check_credentials().await {
         Ok(()) => {
             println!(

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::sandbox::{self, Faults, Sandbox};
 use crate::store::{RequestState, RequestTemplate, Store};
-use crate::worker::{self, RunMode, WorkerSettings};
-use crate::zoho::{ResultCode, ZohoClient};
+use crate::worker::{self, RunMode};
+use crate::zoho::ResultCode;
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -100,7 +100,7 @@ pub async fn run(base: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         MODULES.join(", ")
     );
 
-    let client = Arc::new(ZohoClient::from_config(&config)?);
+    let client = Arc::new(super::zoho_client(&config)?);
     let shutdown = CancellationToken::new();
     super::serve::spawn_signal_listener(shutdown.clone(), None);
     let started = Instant::now();
@@ -126,7 +126,7 @@ pub async fn run(base: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let summary = worker::run(
         store.clone(),
         client.clone(),
-        WorkerSettings::from_config(&config),
+        super::worker_settings(&config),
         RunMode::Drain,
         shutdown,
     )

@@ -156,6 +156,22 @@ fn init_tracing(config: &Config, quiet: bool) {
     };
 }
 
+/// The worker's settings from the config's sections.
+pub fn worker_settings(config: &Config) -> crate::worker::WorkerSettings {
+    crate::worker::WorkerSettings::new(
+        &config.worker,
+        &config.retry,
+        &config.mass_delete,
+        &config.limits,
+        config.zoho.delete_strategy,
+    )
+}
+
+/// The default org's Zoho client from the config's `[zoho]` and `[limits]`.
+pub fn zoho_client(config: &Config) -> Result<crate::zoho::ZohoClient, ConfigError> {
+    crate::zoho::ZohoClient::new(crate::org::OrgId::default(), &config.zoho, &config.limits)
+}
+
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(Store::open(
         &config.database.url,

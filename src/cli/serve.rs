@@ -18,7 +18,6 @@ use crate::config::Config;
 use crate::http::Health;
 use crate::store::{JobState, Operation, RequestState, Store};
 use crate::worker::{self, RunMode, StopReason, WorkerSettings};
-use crate::zoho::ZohoClient;
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -37,11 +36,11 @@ const LATENCY_BUCKETS: [f64; 12] = [
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 pub async fn run(config: Config, mode: RunMode, opts: Opts) -> anyhow::Result<ExitCode> {
-    let client = Arc::new(ZohoClient::from_config(&config)?);
+    let client = Arc::new(super::zoho_client(&config)?);
     let store = super::open_store(&config).await?;
     let settings = WorkerSettings {
         dry_run: opts.dry_run,
-        ..WorkerSettings::from_config(&config)
+        ..super::worker_settings(&config)
     };
     let shutdown = CancellationToken::new();
     let http_stop = CancellationToken::new();

@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+pub use crate::org::OrgId;
+
 /// The operations a request row can ask for (`deletion_requests.operation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -180,6 +182,8 @@ impl LeaseToken {
 /// A lane: requests that may share one call. Rows are batched within a lane only.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LaneKey {
+    /// The org whose limits, pauses and credentials apply.
+    pub org: OrgId,
     pub operation: Operation,
     pub module: String,
     pub wf_trigger: bool,

@@ -3,13 +3,13 @@
 //! outcome under the lease, and count it in the metrics.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use super::{Shared, lock, outcome};
-use crate::clock::now_ms;
-use crate::store::{ClaimedBatch, LaneKey, Operation, PAUSE_ALL, RequestState, Store, Strategy};
+use super::gates::GateChange;
+use super::{Shared, outcome};
+use crate::store::{ClaimedBatch, LaneKey, Operation, PAUSE_ALL, RequestState, Strategy};
 use crate::zoho::{Call, CallSlot, ZohoError};
 
 /// Make one call for a claimed batch and record every row's outcome.
@@ -29,13 +29,11 @@ pub(super) async fn run_batch(shared: Arc<Shared>, batch: ClaimedBatch, slot: Ca
         if shared.settings.dry_run {
             info!(call = %call_for(&batch, strategy).describe(), "dry run: would send");
             drop(slot);
-            shared
-                .ids_in_flight
-                .fetch_sub(batch.rows.len() as u64, std::sync::atomic::Ordering::SeqCst);
+            shared.gates.calls_ended(batch.rows.len());
             shared.batch_done.notify_one();
             return;
         }
-        let started = Instant::now();
+        let started = std::time::Instant::now();
         let result = shared.client.send(&slot, &call_for(&batch, strategy)).await;
         drop(slot);
         let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -58,7 +56,7 @@ pub(super) async fn run_batch(shared: Arc<Shared>, batch: ClaimedBatch, slot: Ca
             metrics::counter!("zdel_batch_retries_total", "code" => e.code().to_string())
                 .increment(1);
         }
-        let now = now_ms();
+        let now = shared.clock().now_ms();
         let outcomes = outcome::plan(
             &batch,
             &result,
@@ -66,12 +64,10 @@ pub(super) async fn run_batch(shared: Arc<Shared>, batch: ClaimedBatch, slot: Ca
             now,
             rand::random::<f64>,
         );
-        if record_with_retries(&shared.store, &batch, &outcomes).await {
+        if record_with_retries(&shared, &batch, &outcomes).await {
             count_outcomes(batch.lane.operation, &outcomes);
         }
-        shared
-            .ids_in_flight
-            .fetch_sub(batch.rows.len() as u64, std::sync::atomic::Ordering::SeqCst);
+        shared.gates.calls_ended(batch.rows.len());
         shared.batch_done.notify_one();
     }
     .instrument(span)
@@ -120,50 +116,57 @@ async fn apply_lane_effects(
     }
 }
 
-/// A permission error pauses `module`; rejected credentials pause
-/// everything; a 429 cools `lane` down.
+/// Close the gates a whole-call error asks for (a permission error pauses
+/// `module`; rejected credentials pause everything; a token outage stops
+/// claims; a 429 cools `lane` down), log it, and record pauses durably.
 pub(super) async fn apply_error_effects(
     shared: &Shared,
     module: &str,
     lane: Option<&LaneKey>,
     error: &ZohoError,
 ) {
-    match error {
-        ZohoError::LanePaused { code, message, .. } => {
-            error!(module = %module, code = %code, "permission error: pausing this module's lane; run `zdel resume --module {module}` once fixed");
-            lock(&shared.paused_modules).insert(module.to_string());
-            if let Err(e) = shared.store.pause(module, code, message, now_ms()).await {
-                warn!(error = %e, "could not record the pause; it holds in this process only");
-            }
+    let clock = shared.clock();
+    let Some(change) = shared
+        .gates
+        .on_error(&shared.org, module, lane, error, clock.now())
+    else {
+        return;
+    };
+    let message = match error {
+        ZohoError::LanePaused { message, .. }
+        | ZohoError::CredentialsRejected { message, .. }
+        | ZohoError::Unavailable { message, .. } => message.as_str(),
+        _ => "",
+    };
+    let scope = match change {
+        GateChange::PausedModule { .. } => {
+            error!(module = %module, code = %error.code(), "permission error: pausing this module's lane; run `zdel resume --module {module}` once fixed");
+            module
         }
-        ZohoError::CredentialsRejected { code, message } => {
-            error!(code = %code, "{message}: pausing all work until the credentials are fixed");
-            *lock(&shared.paused_all) = true;
-            if let Err(e) = shared.store.pause(PAUSE_ALL, code, message, now_ms()).await {
-                warn!(error = %e, "could not record the pause; it holds in this process only");
-            }
+        GateChange::PausedAll => {
+            error!(code = %error.code(), "{message}: pausing all work until the credentials are fixed");
+            PAUSE_ALL
         }
-        ZohoError::Unavailable {
-            retry_after,
-            message,
-            ..
-        } => {
+        GateChange::TokenOutage { retry_after } => {
             warn!(
                 retry_after_ms = retry_after.as_millis() as u64,
                 "{message}: no claims meanwhile"
             );
-            *lock(&shared.claims_resume_at) = Some(Instant::now() + *retry_after);
+            return;
         }
-        ZohoError::RateLimited { retry_after, .. } => {
-            let cooldown = retry_after.unwrap_or(Duration::from_millis(
-                outcome::DEFAULT_RATE_LIMIT_COOLDOWN_MS as u64,
-            ));
+        GateChange::CooledDown { cooldown } => {
             if let Some(lane) = lane {
                 warn!(lane = %lane, cooldown_ms = cooldown.as_millis() as u64, "429: slowing this lane");
-                lock(&shared.cooldowns).insert(lane.clone(), Instant::now() + cooldown);
             }
+            return;
         }
-        _ => {}
+    };
+    if let Err(e) = shared
+        .store
+        .pause(scope, error.code(), message, clock.now_ms())
+        .await
+    {
+        warn!(error = %e, "could not record the pause; it holds in this process only");
     }
 }
 
@@ -193,13 +196,18 @@ fn count_outcomes(operation: Operation, outcomes: &[crate::store::RowOutcome]) {
 /// still fail, the lease expires and the rows are retried as ambiguous, so
 /// nothing is lost.
 async fn record_with_retries(
-    store: &Store,
+    shared: &Shared,
     batch: &ClaimedBatch,
     outcomes: &[crate::store::RowOutcome],
 ) -> bool {
     const TRIES: u32 = 5;
     for try_no in 1..=TRIES {
-        match store.record_outcomes(batch.lease, outcomes, now_ms()).await {
+        let now = shared.clock().now_ms();
+        match shared
+            .store
+            .record_outcomes(batch.lease, outcomes, now)
+            .await
+        {
             Ok(recorded) => {
                 if recorded.lease_lost > 0 {
                     warn!(

@@ -9,9 +9,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use super::Shared;
 use super::batch::apply_error_effects;
-use super::{Shared, lock};
-use crate::clock::now_ms;
 use crate::store::{JobAction, JobCounts, JobRow, JobState, JobUpdate, StoreError};
 use crate::zoho::{CallCode, CallSlot, JobPhase, JobStatus, ScheduleAnswer, ZohoError};
 
@@ -22,7 +21,10 @@ pub(super) async fn start_due_jobs(
     tasks: &mut JoinSet<()>,
     shutdown: &CancellationToken,
 ) -> Result<u64, StoreError> {
-    let reaped = shared.store.reap_stale_scheduling(now_ms()).await?;
+    let reaped = shared
+        .store
+        .reap_stale_scheduling(shared.clock().now_ms())
+        .await?;
     if reaped > 0 {
         error!(
             jobs = reaped,
@@ -31,10 +33,15 @@ pub(super) async fn start_due_jobs(
     }
     let mut started = 0;
     loop {
-        let skip: Vec<String> = lock(&shared.paused_modules).iter().cloned().collect();
+        let skip: Vec<String> = shared.gates.paused_modules(&shared.org);
         let Some(action) = shared
             .store
-            .next_job_action(now_ms(), &shared.owner, shared.settings.lease_ms, &skip)
+            .next_job_action(
+                shared.clock().now_ms(),
+                &shared.owner,
+                shared.settings.lease_ms,
+                &skip,
+            )
             .await?
         else {
             return Ok(started);
@@ -46,7 +53,7 @@ pub(super) async fn start_due_jobs(
                 // expires, so hand it back now, before anything was sent.
                 if let JobAction::Schedule(job) = &action {
                     let back = JobUpdate::NotScheduled { retry_at: 0, error: "zdel shut down before sending".into() };
-                    shared.store.update_job(job.id, &shared.owner, &back, now_ms()).await?;
+                    shared.store.update_job(job.id, &shared.owner, &back, shared.clock().now_ms()).await?;
                 }
                 return Ok(started);
             }
@@ -76,7 +83,7 @@ async fn run_job(shared: Arc<Shared>, action: JobAction, slot: CallSlot) {
     };
     let span = info_span!("mass_delete_job", id = job.id, module = %job.module, cvid = %job.cvid, action = kind);
     async {
-        let now = now_ms();
+        let now = shared.clock().now_ms();
         let update = match &action {
             JobAction::Schedule(job) => {
                 let territory = job.territory_id.as_deref().map(|t| (t, job.include_child));
@@ -111,7 +118,7 @@ async fn run_job(shared: Arc<Shared>, action: JobAction, slot: CallSlot) {
             JobUpdate::NotScheduled { error, .. } | JobUpdate::PollFailed { error, .. } => warn!(error = %error, "will try again"),
             JobUpdate::Progress { .. } => {}
         }
-        match shared.store.update_job(job.id, &shared.owner, &update, now_ms()).await {
+        match shared.store.update_job(job.id, &shared.owner, &update, shared.clock().now_ms()).await {
             Ok(true) => {}
             Ok(false) => warn!("the job changed meanwhile (cancelled, or its lease ran out); update not applied"),
             Err(e) => error!(error = %e, "could not record the job's update; it is retried from the stored state"),
@@ -255,6 +262,7 @@ mod tests {
             dry_run: false,
             max_deletions_per_day: 0,
             heartbeat: Default::default(),
+            clock: crate::clock::Clock::new(),
         }
     }
 

@@ -1,107 +1,42 @@
 //! The scheduler: the only place that joins the store and the Zoho client.
 //!
-//! One dispatcher loop takes a call slot (the concurrency cap), claims a
-//! batch of one lane under a lease, and hands both to a task that makes the
-//! call and records each row's outcome. Retries go back through the queue
+//! One dispatcher loop ([`run`]) turns through named steps: keep the
+//! heartbeat, collect finished tasks, do the poll interval's maintenance
+//! (reap expired leases, reread the pauses, start due mass-delete jobs),
+//! check the [`gates`] (pauses, token outage, daily cap, 429 cool-downs),
+//! take every free call slot, claim a batch per slot under a lease, and
+//! hand each batch to a task that makes the call and records each row's
+//! outcome ([`batch`]). Retries go back through the queue
 //! (`next_attempt_at`), so a backoff survives a restart and never holds a
-//! slot. Every poll interval it also reaps expired leases and rereads the
-//! pauses, so `zdel resume` and rows INSERTed by other processes take effect
-//! within `worker.poll_interval_ms`.
+//! slot; `zdel resume` and rows INSERTed by other processes take effect
+//! within `worker.poll_interval_ms`. Time comes from one [`Clock`].
+//!
+//! Where things go: a new answer from Zoho is decided in [`outcome`]
+//! (per-ID and whole-call) and, if it closes a lane, in [`gates`]; a new
+//! Zoho operation is a `zoho::Call` variant built in `batch::call_for`.
 
 mod batch;
+pub mod gates;
 mod jobs;
 pub mod outcome;
+mod settings;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+pub use gates::Gates;
 pub use outcome::RetryPolicy;
+pub use settings::WorkerSettings;
 
-use crate::clock::now_ms;
-use crate::config::{Config, DeleteStrategy};
-use crate::store::{ClaimRequest, LaneKey, Operation, PAUSE_ALL, Store, StoreError, Strategy};
-use crate::sync::lock;
-use crate::zoho::{MAX_IDS_PER_MASS_DELETE, ZohoClient};
-
-/// The worker's knobs, from `[worker]` and `[retry]`.
-#[derive(Debug, Clone)]
-pub struct WorkerSettings {
-    pub batch_size: u32,
-    pub lease_ms: i64,
-    pub poll_interval: Duration,
-    pub shutdown_grace: Duration,
-    pub auth_probe_interval: Duration,
-    pub retry: RetryPolicy,
-    /// How `auto` record deletes are sent.
-    pub default_strategy: DeleteStrategy,
-    /// First and longest wait between polls of a custom-view job.
-    pub job_poll_interval_ms: i64,
-    pub job_max_poll_interval_ms: i64,
-    /// Claim and group as for real, log each call, send nothing, leave rows pending.
-    pub dry_run: bool,
-    /// Stop claiming once this many deletions succeeded in 24 hours (0: no cap).
-    pub max_deletions_per_day: u64,
-    /// Epoch ms of the dispatcher's last turn: a systemd watchdog pings only
-    /// while this moves.
-    pub heartbeat: Arc<std::sync::atomic::AtomicI64>,
-}
-
-impl WorkerSettings {
-    pub fn from_config(config: &Config) -> WorkerSettings {
-        WorkerSettings {
-            batch_size: config.worker.batch_size,
-            lease_ms: config.worker.lease_ms as i64,
-            poll_interval: Duration::from_millis(config.worker.poll_interval_ms),
-            shutdown_grace: Duration::from_millis(config.worker.shutdown_grace_ms),
-            auth_probe_interval: Duration::from_millis(config.worker.auth_probe_interval_ms),
-            retry: RetryPolicy {
-                max_attempts: config.retry.max_attempts,
-                base_delay_ms: config.retry.base_delay_ms,
-                max_delay_ms: config.retry.max_delay_ms,
-            },
-            default_strategy: config.zoho.delete_strategy,
-            job_poll_interval_ms: config.mass_delete.poll_interval_ms as i64,
-            job_max_poll_interval_ms: config.mass_delete.max_poll_interval_ms as i64,
-            dry_run: false,
-            max_deletions_per_day: config.limits.max_deletions_per_day,
-            heartbeat: Arc::new(std::sync::atomic::AtomicI64::new(now_ms())),
-        }
-    }
-
-    /// How a lane's record deletes are sent: its own strategy, else the
-    /// config's; never mass delete when workflows are to be suppressed.
-    pub fn effective_strategy(&self, lane: &LaneKey) -> Strategy {
-        let wanted = match lane.strategy {
-            Strategy::Auto => match self.default_strategy {
-                DeleteStrategy::Delete => Strategy::Delete,
-                DeleteStrategy::MassDelete => Strategy::MassDelete,
-            },
-            explicit => explicit,
-        };
-        if lane.wf_trigger {
-            wanted
-        } else {
-            Strategy::Delete
-        }
-    }
-
-    /// Most rows one call of this lane may carry.
-    pub fn batch_limit(&self, lane: &LaneKey) -> u32 {
-        match lane.operation {
-            Operation::DeletePhoto => 1,
-            Operation::Delete if self.effective_strategy(lane) == Strategy::MassDelete => {
-                MAX_IDS_PER_MASS_DELETE
-            }
-            _ => self.batch_size,
-        }
-    }
-}
+use crate::clock::Clock;
+use crate::org::OrgId;
+use crate::store::{ClaimRequest, ClaimedBatch, LaneKey, PAUSE_ALL, Store, StoreError};
+use crate::zoho::{CallSlot, ZohoClient};
 
 /// `serve` runs until shut down; `drain` stops once nothing is left to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,35 +81,37 @@ struct Shared {
     store: Store,
     client: Arc<ZohoClient>,
     settings: WorkerSettings,
-    /// Lanes slowed by a 429, until the instant given. Read by the
-    /// dispatcher before each claim, written by the task that saw the 429.
-    cooldowns: Mutex<HashMap<LaneKey, Instant>>,
-    /// Modules paused in this process (mirrors the `pauses` table, which is
-    /// reread every poll interval), so a pause takes effect before the next claim.
-    paused_modules: Mutex<HashSet<String>>,
-    /// Set when the credentials are rejected; cleared when a probe succeeds.
-    paused_all: Mutex<bool>,
-    /// No claims before this instant: the token endpoint is unavailable, so
-    /// every call would fail before it is sent.
-    claims_resume_at: Mutex<Option<Instant>>,
+    /// The org this worker serves (its client's).
+    org: OrgId,
+    gates: Gates,
     /// Wakes the idle dispatcher when a batch finishes.
     batch_done: Notify,
     /// Identifies this process's leases.
     owner: String,
-    /// IDs in calls in flight: they count against the daily cap before they succeed.
-    ids_in_flight: std::sync::atomic::AtomicU64,
 }
 
-/// A dry run holds its claims for the whole run: it never records an
-/// outcome, so the rows must not return to pending (and be shown again)
-/// before it ends.
+impl Shared {
+    fn clock(&self) -> Clock {
+        self.settings.clock
+    }
+}
+
 /// The most batches claimed in one transaction (when that many call slots
 /// are free at once).
 const MAX_BATCHES_PER_CLAIM: usize = 32;
-
+/// A dry run holds its claims for the whole run: it never records an
+/// outcome, so the rows must not return to pending (and be shown again)
+/// before it ends.
 const DRY_RUN_LEASE_MS: i64 = 24 * 3600 * 1000;
 /// The daily cap's rolling window.
 const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// What a step of the dispatcher leads to.
+enum Step {
+    /// Go round again.
+    Next,
+    Stop(StopReason),
+}
 
 /// Run the worker until `shutdown` is cancelled (serve) or the queue is done (drain).
 pub async fn run(
@@ -184,236 +121,327 @@ pub async fn run(
     mode: RunMode,
     shutdown: CancellationToken,
 ) -> Result<RunSummary, WorkerError> {
-    let owner = format!("zdel-{}-{:08x}", std::process::id(), rand::random::<u32>());
-    let lease_ms = if settings.dry_run {
-        DRY_RUN_LEASE_MS
-    } else {
-        settings.lease_ms
-    };
-    let shared = Arc::new(Shared {
-        store,
-        client,
-        settings,
-        cooldowns: Mutex::new(HashMap::new()),
-        paused_modules: Mutex::new(HashSet::new()),
-        paused_all: Mutex::new(false),
-        claims_resume_at: Mutex::new(None),
-        batch_done: Notify::new(),
-        owner: owner.clone(),
-        ids_in_flight: std::sync::atomic::AtomicU64::new(0),
-    });
-    if shared.settings.dry_run {
-        info!(
-            "dry run: claiming and grouping as for real; nothing is sent to Zoho and every row stays pending"
-        );
-    }
-    let mut cap_reported = false;
-    let mut dry_run_jobs_logged = false;
-    info!(owner = %owner, mode = ?mode, "worker started");
-    let mut tasks: JoinSet<()> = JoinSet::new();
-    let mut batches = 0u64;
-    let mut cursor: Option<LaneKey> = None;
-    // Lanes with pending rows, rediscovered when a claim finds nothing and
-    // at every poll interval (so lanes INSERTed by SQL are picked up).
-    let mut lanes: Vec<LaneKey> = Vec::new();
-    let mut next_maintenance = Instant::now();
-    let mut next_auth_probe = Instant::now();
-    let poll = shared.settings.poll_interval;
-
+    let mut dispatcher = Dispatcher::new(store, client, settings, mode, shutdown);
     let reason = loop {
-        shared
-            .settings
-            .heartbeat
-            .store(now_ms(), std::sync::atomic::Ordering::Relaxed);
-        while let Some(joined) = tasks.try_join_next() {
+        if let Step::Stop(reason) = dispatcher.turn().await {
+            break reason;
+        }
+    };
+    dispatcher.finish(reason).await
+}
+
+/// The dispatcher's state between turns.
+struct Dispatcher {
+    shared: Arc<Shared>,
+    mode: RunMode,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+    batches: u64,
+    lease_ms: i64,
+    /// The lane claimed last: the next claim starts after it (round robin).
+    cursor: Option<LaneKey>,
+    /// Lanes with pending rows, rediscovered when a claim finds nothing and
+    /// at every poll interval (so lanes INSERTed by SQL are picked up).
+    lanes: Vec<LaneKey>,
+    next_maintenance: Instant,
+    next_auth_probe: Instant,
+    cap_reported: bool,
+    dry_run_jobs_logged: bool,
+}
+
+impl Dispatcher {
+    fn new(
+        store: Store,
+        client: Arc<ZohoClient>,
+        settings: WorkerSettings,
+        mode: RunMode,
+        shutdown: CancellationToken,
+    ) -> Dispatcher {
+        let owner = format!("zdel-{}-{:08x}", std::process::id(), rand::random::<u32>());
+        let lease_ms = if settings.dry_run {
+            info!(
+                "dry run: claiming and grouping as for real; nothing is sent to Zoho and every row stays pending"
+            );
+            DRY_RUN_LEASE_MS
+        } else {
+            settings.lease_ms
+        };
+        info!(owner = %owner, mode = ?mode, "worker started");
+        let now = settings.clock.now();
+        Dispatcher {
+            shared: Arc::new(Shared {
+                store,
+                org: client.org().clone(),
+                client,
+                settings,
+                gates: Gates::default(),
+                batch_done: Notify::new(),
+                owner,
+            }),
+            mode,
+            shutdown,
+            tasks: JoinSet::new(),
+            batches: 0,
+            lease_ms,
+            cursor: None,
+            lanes: Vec::new(),
+            next_maintenance: now,
+            next_auth_probe: now,
+            cap_reported: false,
+            dry_run_jobs_logged: false,
+        }
+    }
+
+    /// One turn: the gates, then a claim for every free call slot.
+    async fn turn(&mut self) -> Step {
+        self.beat();
+        self.collect_finished_tasks();
+        if self.shutdown.is_cancelled() {
+            return Step::Stop(StopReason::Shutdown);
+        }
+        self.maintain_if_due().await;
+        let org = &self.shared.org;
+        if self.shared.gates.all_paused(org) {
+            return self.wait_for_credentials().await;
+        }
+        let now = self.shared.clock().now();
+        if let Some(until) = self.shared.gates.token_outage_until(org, now) {
+            return self.sleep_until(until).await;
+        }
+        let Some(slots) = self.take_free_slots().await else {
+            return Step::Stop(StopReason::Shutdown);
+        };
+        let budget = self.daily_budget().await;
+        if budget == Some(0) {
+            drop(slots);
+            return self.hold_at_daily_cap().await;
+        }
+        self.cap_reported = false;
+        match self.claim(slots.len(), budget).await {
+            Ok(claimed) if !claimed.is_empty() => {
+                self.dispatch(claimed, slots);
+                Step::Next
+            }
+            Ok(_) => {
+                drop(slots);
+                self.when_nothing_is_due().await
+            }
+            Err(e) => {
+                drop(slots);
+                warn!(error = %e, "could not claim a batch; will try again");
+                self.idle().await
+            }
+        }
+    }
+
+    /// Tell the watchdog the dispatcher turns.
+    fn beat(&self) {
+        let now = self.shared.clock().now_ms();
+        (self.shared.settings.heartbeat).store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn collect_finished_tasks(&mut self) {
+        while let Some(joined) = self.tasks.try_join_next() {
             if let Err(e) = joined {
                 error!(error = %e, "a batch task panicked; its rows return to pending when their lease expires");
             }
         }
-        if shutdown.is_cancelled() {
-            break StopReason::Shutdown;
-        }
-        if Instant::now() >= next_maintenance {
-            if let Err(e) = maintenance(&shared).await {
-                warn!(error = %e, "queue maintenance failed; will try again");
-            }
-            lanes.clear();
-            let cap_reached = matches!(daily_budget(&shared).await, Ok(Some(0)));
-            if shared.settings.dry_run {
-                if !dry_run_jobs_logged {
-                    jobs::log_jobs_in_dry_run(&shared).await;
-                    dry_run_jobs_logged = true;
-                }
-            } else if !lock(&shared.paused_all).to_owned() && !cap_reached {
-                match jobs::start_due_jobs(&shared, &mut tasks, &shutdown).await {
-                    Ok(started) => batches += started,
-                    Err(e) => warn!(error = %e, "could not start mass-delete jobs; will try again"),
-                }
-            }
-            next_maintenance = Instant::now() + poll;
-        }
-        if lock(&shared.paused_all).to_owned() {
-            if Instant::now() >= next_auth_probe {
-                next_auth_probe = Instant::now() + shared.settings.auth_probe_interval;
-                match probe_credentials(&shared).await {
-                    Ok(()) => continue,
-                    Err(message) if mode == RunMode::Drain && tasks.is_empty() => {
-                        break StopReason::CredentialsRejected { message };
-                    }
-                    Err(_) => {}
-                }
-            }
-            if !idle_wait(&shared, &shutdown, poll).await {
-                break StopReason::Shutdown;
-            }
-            continue;
-        }
+    }
 
-        let resume_at = *lock(&shared.claims_resume_at);
-        if let Some(at) = resume_at
-            && Instant::now() < at
-        {
-            tokio::select! {
-                _ = tokio::time::sleep_until(at.into()) => {}
-                _ = shutdown.cancelled() => break StopReason::Shutdown,
-            }
-            continue;
+    /// Once a poll interval: reap expired leases, reread the pauses, forget
+    /// the lanes, and start due mass-delete jobs.
+    async fn maintain_if_due(&mut self) {
+        let shared = &self.shared;
+        if shared.clock().now() < self.next_maintenance {
+            return;
         }
-        let slot = tokio::select! {
-            slot = shared.client.acquire_slot() => slot,
-            _ = shutdown.cancelled() => break StopReason::Shutdown,
+        if let Err(e) = maintenance(shared).await {
+            warn!(error = %e, "queue maintenance failed; will try again");
+        }
+        self.lanes.clear();
+        if shared.settings.dry_run {
+            if !self.dry_run_jobs_logged {
+                jobs::log_jobs_in_dry_run(shared).await;
+                self.dry_run_jobs_logged = true;
+            }
+        } else if !shared.gates.all_paused(&shared.org)
+            && !matches!(self.daily_budget().await, Some(0))
+        {
+            match jobs::start_due_jobs(shared, &mut self.tasks, &self.shutdown).await {
+                Ok(started) => self.batches += started,
+                Err(e) => warn!(error = %e, "could not start mass-delete jobs; will try again"),
+            }
+        }
+        self.next_maintenance = self.shared.clock().now() + self.shared.settings.poll_interval;
+    }
+
+    /// Every lane is paused: probe the credentials now and then; a drain
+    /// with nothing in flight stops if they are still rejected.
+    async fn wait_for_credentials(&mut self) -> Step {
+        let now = self.shared.clock().now();
+        if now >= self.next_auth_probe {
+            self.next_auth_probe = now + self.shared.settings.auth_probe_interval;
+            match probe_credentials(&self.shared).await {
+                Ok(()) => return Step::Next,
+                Err(message) if self.mode == RunMode::Drain && self.tasks.is_empty() => {
+                    return Step::Stop(StopReason::CredentialsRejected { message });
+                }
+                Err(_) => {}
+            }
+        }
+        self.idle().await
+    }
+
+    /// Sleep until `until` (a token outage's end), or shutdown.
+    async fn sleep_until(&self, until: Instant) -> Step {
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => Step::Next,
+            _ = self.shutdown.cancelled() => Step::Stop(StopReason::Shutdown),
+        }
+    }
+
+    /// Wait for one call slot, then take every other slot free right now:
+    /// their batches are claimed in one transaction (the writer's fixed
+    /// cost per transaction is shared). `None` on shutdown.
+    async fn take_free_slots(&self) -> Option<Vec<CallSlot>> {
+        let client = &self.shared.client;
+        let first = tokio::select! {
+            slot = client.acquire_slot() => slot,
+            _ = self.shutdown.cancelled() => return None,
         };
-        let budget = match daily_budget(&shared).await {
+        let mut slots = vec![first];
+        while slots.len() < MAX_BATCHES_PER_CLAIM {
+            match client.try_acquire_slot() {
+                Some(more) => slots.push(more),
+                None => break,
+            }
+        }
+        Some(slots)
+    }
+
+    /// What the daily cap leaves now; a count that cannot be read claims nothing.
+    async fn daily_budget(&self) -> Option<u64> {
+        match daily_budget(&self.shared).await {
             Ok(budget) => budget,
             Err(e) => {
                 warn!(error = %e, "could not count today's deletions; not claiming until it can");
                 Some(0)
             }
-        };
-        if budget == Some(0) {
-            drop(slot);
-            if !cap_reported {
-                warn!(
-                    cap = shared.settings.max_deletions_per_day,
-                    "limits.max_deletions_per_day reached: no new claims until the rolling 24-hour count drops"
-                );
-                cap_reported = true;
-            }
-            if mode == RunMode::Drain && tasks.is_empty() {
-                let pending = shared.store.pending_rows(&[]).await.unwrap_or(0);
-                if pending > 0 {
-                    break StopReason::DailyCapReached { pending };
-                }
-            }
-            if !idle_wait(&shared, &shutdown, poll).await {
-                break StopReason::Shutdown;
-            }
-            continue;
         }
-        cap_reported = false;
-        let skip_modules: Vec<String> = lock(&shared.paused_modules).iter().cloned().collect();
-        let skip_lanes: Vec<LaneKey> = {
-            let now = Instant::now();
-            let mut cooldowns = lock(&shared.cooldowns);
-            cooldowns.retain(|_, until| *until > now);
-            cooldowns.keys().cloned().collect()
-        };
-        // Every call slot free right now: their batches are claimed in one
-        // transaction (the writer's fixed cost per transaction is shared).
-        let mut slots = vec![slot];
-        while slots.len() < MAX_BATCHES_PER_CLAIM {
-            match shared.client.try_acquire_slot() {
-                Some(more) => slots.push(more),
-                None => break,
+    }
+
+    /// The daily cap is reached: say so once, and a drain with nothing in
+    /// flight stops if rows are left.
+    async fn hold_at_daily_cap(&mut self) -> Step {
+        if !self.cap_reported {
+            warn!(
+                cap = self.shared.settings.max_deletions_per_day,
+                "limits.max_deletions_per_day reached: no new claims until the rolling 24-hour count drops"
+            );
+            self.cap_reported = true;
+        }
+        if self.mode == RunMode::Drain && self.tasks.is_empty() {
+            let pending = self.shared.store.pending_rows(&[]).await.unwrap_or(0);
+            if pending > 0 {
+                return Step::Stop(StopReason::DailyCapReached { pending });
             }
         }
+        self.idle().await
+    }
+
+    /// Claim up to `slots` batches (at most `budget` IDs in all), past the
+    /// gates; lanes are rediscovered once if the known ones have nothing due.
+    async fn claim(
+        &mut self,
+        slots: usize,
+        budget: Option<u64>,
+    ) -> Result<Vec<ClaimedBatch>, StoreError> {
+        let shared = &self.shared;
+        let skip_modules = shared.gates.paused_modules(&shared.org);
+        let skip_lanes = shared.gates.cooling_lanes(shared.clock().now());
         let limit_for = |lane: &LaneKey| shared.settings.batch_limit(lane);
-        let mut claimed = Ok(Vec::new());
-        for attempt in 0..2 {
-            if lanes.is_empty() || attempt == 1 {
-                match shared.store.pending_lanes().await {
-                    Ok(found) => lanes = found,
-                    Err(e) => {
-                        claimed = Err(e);
-                        break;
-                    }
-                }
+        for rediscover in [self.lanes.is_empty(), true] {
+            if rediscover {
+                // This worker serves its client's org only.
+                self.lanes = shared.store.pending_lanes().await?;
+                self.lanes.retain(|lane| lane.org == shared.org);
             }
-            claimed = shared
+            let claimed = shared
                 .store
                 .claim_batches(&ClaimRequest {
-                    now_ms: now_ms(),
-                    lanes: &lanes,
-                    after: cursor.as_ref(),
+                    now_ms: shared.clock().now_ms(),
+                    lanes: &self.lanes,
+                    after: self.cursor.as_ref(),
                     skip_modules: &skip_modules,
                     skip_lanes: &skip_lanes,
-                    owner: &owner,
+                    owner: &shared.owner,
                     dry_run: shared.settings.dry_run,
-                    lease_ms,
+                    lease_ms: self.lease_ms,
                     limit_for: &limit_for,
-                    max_batches: slots.len(),
+                    max_batches: slots,
                     max_ids: budget,
                 })
-                .await;
-            if !matches!(&claimed, Ok(b) if b.is_empty()) {
-                break;
+                .await?;
+            if !claimed.is_empty() {
+                return Ok(claimed);
             }
         }
-        match claimed.map(|b| (!b.is_empty()).then_some(b)) {
-            Ok(Some(claimed)) => {
-                for batch in claimed {
-                    let Some(slot) = slots.pop() else {
-                        // claim_batches returns at most one batch per slot.
-                        break;
-                    };
-                    cursor = Some(batch.lane.clone());
-                    batches += 1;
-                    shared
-                        .ids_in_flight
-                        .fetch_add(batch.rows.len() as u64, std::sync::atomic::Ordering::SeqCst);
-                    let task_shared = shared.clone();
-                    tasks.spawn(async move { batch::run_batch(task_shared, batch, slot).await });
-                }
-            }
-            Ok(None) => {
-                drop(slots);
-                if mode == RunMode::Drain && tasks.is_empty() {
-                    match drain_outlook(&shared, &skip_modules).await {
-                        Ok(Some(reason)) => break reason,
-                        Ok(None) => {}
-                        Err(e) => warn!(error = %e, "could not count pending work"),
-                    }
-                }
-                if !idle_wait(&shared, &shutdown, poll).await {
-                    break StopReason::Shutdown;
-                }
-            }
-            Err(e) => {
-                drop(slots);
-                warn!(error = %e, "could not claim a batch; will try again");
-                if !idle_wait(&shared, &shutdown, poll).await {
-                    break StopReason::Shutdown;
-                }
-            }
-        }
-    };
+        Ok(Vec::new())
+    }
 
-    let released_on_shutdown = finish_in_flight(&shared, &mut tasks, &owner).await?;
-    info!(batches, released_on_shutdown, reason = ?reason, "worker stopped");
-    Ok(RunSummary {
-        reason,
-        batches,
-        released_on_shutdown,
-    })
+    /// Hand each batch and a slot to a task of its own.
+    fn dispatch(&mut self, claimed: Vec<ClaimedBatch>, mut slots: Vec<CallSlot>) {
+        for batch in claimed {
+            // claim_batches returns at most one batch per slot.
+            let Some(slot) = slots.pop() else { break };
+            self.cursor = Some(batch.lane.clone());
+            self.batches += 1;
+            self.shared.gates.calls_started(batch.rows.len());
+            let shared = self.shared.clone();
+            self.tasks
+                .spawn(async move { batch::run_batch(shared, batch, slot).await });
+        }
+    }
+
+    /// Nothing was due: a drain with nothing in flight checks whether it is
+    /// done; otherwise wait.
+    async fn when_nothing_is_due(&mut self) -> Step {
+        if self.mode == RunMode::Drain && self.tasks.is_empty() {
+            let paused = self.shared.gates.paused_modules(&self.shared.org);
+            match drain_outlook(&self.shared, &paused).await {
+                Ok(Some(reason)) => return Step::Stop(reason),
+                Ok(None) => {}
+                Err(e) => warn!(error = %e, "could not count pending work"),
+            }
+        }
+        self.idle().await
+    }
+
+    /// Wait for a poll interval, a finished batch, or shutdown.
+    async fn idle(&self) -> Step {
+        tokio::select! {
+            _ = tokio::time::sleep(self.shared.settings.poll_interval) => Step::Next,
+            _ = self.shared.batch_done.notified() => Step::Next,
+            _ = self.shutdown.cancelled() => Step::Stop(StopReason::Shutdown),
+        }
+    }
+
+    /// Let calls in flight finish within the grace period, release what is
+    /// left, and sum up.
+    async fn finish(mut self, reason: StopReason) -> Result<RunSummary, WorkerError> {
+        let released_on_shutdown = finish_in_flight(&self.shared, &mut self.tasks).await?;
+        info!(batches = self.batches, released_on_shutdown, reason = ?reason, "worker stopped");
+        Ok(RunSummary {
+            reason,
+            batches: self.batches,
+            released_on_shutdown,
+        })
+    }
 }
 
 /// Let calls in flight finish within the grace period; abort the rest and
 /// put their rows back to pending.
-async fn finish_in_flight(
-    shared: &Shared,
-    tasks: &mut JoinSet<()>,
-    owner: &str,
-) -> Result<u64, WorkerError> {
+async fn finish_in_flight(shared: &Shared, tasks: &mut JoinSet<()>) -> Result<u64, WorkerError> {
     if !tasks.is_empty() {
         info!(
             in_flight = tasks.len(),
@@ -434,48 +462,36 @@ async fn finish_in_flight(
         while tasks.join_next().await.is_some() {}
     }
     if shared.settings.dry_run {
-        let released = shared.store.release_dry_run(owner).await?;
+        let released = shared.store.release_dry_run(&shared.owner).await?;
         info!(
             rows = released,
             "dry run over: every claimed row is pending again, untouched"
         );
         return Ok(0);
     }
-    Ok(shared.store.release_owned(owner, now_ms()).await?)
+    let now = shared.clock().now_ms();
+    Ok(shared.store.release_owned(&shared.owner, now).await?)
 }
 
 /// How many more deletions the daily cap allows now (`None`: no cap).
-/// Calls in flight count as if they will succeed, so the cap is never overshot.
 async fn daily_budget(shared: &Shared) -> Result<Option<u64>, StoreError> {
     let cap = shared.settings.max_deletions_per_day;
     if cap == 0 {
         return Ok(None);
     }
-    // In-flight first, then the database: a batch that records its outcome
-    // between the two reads is then counted twice (safe), never missed.
-    // (Only this task claims, so nothing joins the in-flight count meanwhile.)
-    let in_flight = shared
-        .ids_in_flight
-        .load(std::sync::atomic::Ordering::SeqCst);
-    let done = shared
-        .store
-        .succeeded_since(now_ms() - DAY_MS)
-        .await?
-        .max(0) as u64;
-    Ok(Some(cap.saturating_sub(done + in_flight)))
-}
-
-/// Wait for a poll interval, a finished batch, or shutdown. False on shutdown.
-async fn idle_wait(shared: &Shared, shutdown: &CancellationToken, poll: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(poll) => true,
-        _ = shared.batch_done.notified() => true,
-        _ = shutdown.cancelled() => false,
-    }
+    // In-flight first, then the database (see gates::daily_budget). Only
+    // the dispatcher claims, so nothing joins the in-flight count meanwhile.
+    let in_flight = shared.gates.ids_in_flight();
+    let since = shared.clock().now_ms() - DAY_MS;
+    let done = shared.store.succeeded_since(since).await?.max(0) as u64;
+    Ok(gates::daily_budget(cap, in_flight, done))
 }
 
 async fn maintenance(shared: &Shared) -> Result<(), StoreError> {
-    let reaped = shared.store.reap_expired_leases(now_ms()).await?;
+    let reaped = shared
+        .store
+        .reap_expired_leases(shared.clock().now_ms())
+        .await?;
     if reaped > 0 {
         warn!(
             rows = reaped,
@@ -483,12 +499,7 @@ async fn maintenance(shared: &Shared) -> Result<(), StoreError> {
         );
     }
     let pauses = shared.store.pauses().await?;
-    *lock(&shared.paused_modules) = pauses
-        .iter()
-        .filter(|p| p.scope != PAUSE_ALL)
-        .map(|p| p.scope.clone())
-        .collect();
-    *lock(&shared.paused_all) = pauses.iter().any(|p| p.scope == PAUSE_ALL);
+    shared.gates.set_pauses(&shared.org, &pauses);
     metrics::gauge!("zdel_lanes_paused").set(pauses.len() as f64);
     Ok(())
 }
@@ -501,7 +512,7 @@ async fn probe_credentials(shared: &Shared) -> Result<(), String> {
                 warn!(error = %e, "credentials work again, but the pause could not be lifted");
                 return Err(e.to_string());
             }
-            *lock(&shared.paused_all) = false;
+            shared.gates.lift_all_pause(&shared.org);
             info!("Zoho accepts the credentials again: resuming all lanes");
             Ok(())
         }
@@ -517,8 +528,7 @@ async fn drain_outlook(
     shared: &Shared,
     paused_modules: &[String],
 ) -> Result<Option<StopReason>, StoreError> {
-    let runnable = shared.store.pending_rows(paused_modules).await?;
-    if runnable > 0 {
+    if shared.store.pending_rows(paused_modules).await? > 0 {
         return Ok(None);
     }
     // Rows running under another owner's lease (say, a killed zdel's) are
@@ -531,13 +541,12 @@ async fn drain_outlook(
     if jobs.live > jobs.uncertain {
         return Ok(None);
     }
-    let uncertain_jobs = jobs.uncertain;
     let paused_rows = shared.store.pending_rows(&[]).await?;
     Ok(Some(if paused_rows > 0 {
         StopReason::DrainedExceptPaused { paused_rows }
-    } else if uncertain_jobs > 0 {
+    } else if jobs.uncertain > 0 {
         StopReason::DrainedExceptUncertainJobs {
-            jobs: uncertain_jobs,
+            jobs: jobs.uncertain,
         }
     } else {
         StopReason::Drained

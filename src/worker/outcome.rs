@@ -235,6 +235,7 @@ mod tests {
     fn batch(rows: &[(&str, i64, i64)]) -> ClaimedBatch {
         ClaimedBatch {
             lane: LaneKey {
+                org: Default::default(),
                 operation: Operation::Delete,
                 module: "Leads".into(),
                 wf_trigger: true,
@@ -382,6 +383,38 @@ mod tests {
         let plan_rejected = plan(&b, &rejected, &POLICY, 1_000, || 0.5);
         assert!(
             matches!(&plan_rejected[0].change, RowChange::Failed { code, .. } if code == "INVALID_MODULE")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retried_row_is_due_after_its_backoff_on_the_worker_clock() {
+        let clock = crate::clock::Clock::tokio_only();
+        // One attempt made: the next waits up to base * 2 = 200 ms; the
+        // jitter draw 0.5 makes it 100 ms.
+        let b = batch(&[("1", 1, 0)]);
+        let e = Err(ZohoError::Transient {
+            code: "HTTP_503".into(),
+            message: "down".into(),
+            http_status: Some(503),
+            ambiguous: false,
+        });
+        let planned = plan(&b, &e, &POLICY, clock.now_ms(), || 0.5);
+        let RowChange::Retry {
+            next_attempt_at, ..
+        } = planned[0].change
+        else {
+            panic!("expected a retry, got {:?}", planned[0].change);
+        };
+        assert_eq!(next_attempt_at - clock.now_ms(), 100);
+        tokio::time::advance(Duration::from_millis(99)).await;
+        assert!(
+            clock.now_ms() < next_attempt_at,
+            "not due before its backoff"
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(
+            clock.now_ms() >= next_attempt_at,
+            "due once its backoff is over"
         );
     }
 }

@@ -34,14 +34,18 @@ pub use vocab::{
 use answer::{bare_answer, batch_answer, job_status, schedule_answer};
 use call::with_segments;
 
-use crate::config::Config;
+use crate::config::{ConfigError, LimitsConfig, ZohoConfig};
+use crate::org::OrgId;
 
 /// Permission to have one call in flight. Hold it for the whole call.
 pub struct CallSlot {
     _permit: OwnedSemaphorePermit,
 }
 
+/// One org's client: its token cache, its rate limiter and its call slots
+/// are the org's own, so each is keyed by the org that keys the client.
 pub struct ZohoClient {
+    org: OrgId,
     http: reqwest::Client,
     auth: TokenSource,
     api_domain: Option<String>,
@@ -54,38 +58,49 @@ pub struct ZohoClient {
 }
 
 impl ZohoClient {
-    /// Build a client from config. Fails if the credentials are not set.
-    pub fn from_config(config: &Config) -> Result<ZohoClient, crate::config::ConfigError> {
-        config.require_credentials()?;
+    /// Build `org`'s client from its `[zoho]` and `[limits]` sections.
+    /// Fails if the credentials are not set.
+    pub fn new(
+        org: OrgId,
+        zoho: &ZohoConfig,
+        limits: &LimitsConfig,
+    ) -> Result<ZohoClient, ConfigError> {
+        zoho.require_credentials()?;
         let http = reqwest::Client::builder()
             // A call with no answer in this time is abandoned and retried as ambiguous.
-            .timeout(Duration::from_millis(config.zoho.request_timeout_ms))
+            .timeout(Duration::from_millis(zoho.request_timeout_ms))
             // A connect failure is not ambiguous: nothing reached Zoho.
-            .connect_timeout(Duration::from_millis(config.zoho.connect_timeout_ms))
+            .connect_timeout(Duration::from_millis(zoho.connect_timeout_ms))
             .user_agent(concat!("zdel/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| crate::config::ConfigError::Load(format!("HTTP client: {e}")))?;
+            .map_err(|e| ConfigError::Load(format!("HTTP client: {e}")))?;
         let auth = TokenSource::new(
             http.clone(),
-            &config.zoho.accounts_url,
-            config.zoho.client_id.clone(),
-            config.zoho.client_secret.clone(),
-            config.zoho.refresh_token.clone(),
-            Duration::from_millis(config.zoho.token_refresh_margin_ms),
-            Duration::from_millis(config.zoho.token_retry_ms),
+            &zoho.accounts_url,
+            zoho.client_id.clone(),
+            zoho.client_secret.clone(),
+            zoho.refresh_token.clone(),
+            Duration::from_millis(zoho.token_refresh_margin_ms),
+            Duration::from_millis(zoho.token_retry_ms),
         );
-        let rate = NonZeroU32::new(config.limits.requests_per_second).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(config.limits.burst).unwrap_or(NonZeroU32::MIN);
-        let slots = config.limits.max_concurrency.max(1) as usize;
+        let rate = NonZeroU32::new(limits.requests_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(limits.burst).unwrap_or(NonZeroU32::MIN);
+        let slots = limits.max_concurrency.max(1) as usize;
         Ok(ZohoClient {
+            org,
             http,
             auth,
-            api_domain: Some(config.zoho.api_domain.trim_end_matches('/').to_string())
+            api_domain: Some(zoho.api_domain.trim_end_matches('/').to_string())
                 .filter(|d| !d.is_empty()),
-            api_version: config.zoho.api_version.clone(),
+            api_version: zoho.api_version.clone(),
             limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
             slots: Arc::new(Semaphore::new(slots)),
         })
+    }
+
+    /// The org this client calls for.
+    pub fn org(&self) -> &OrgId {
+        &self.org
     }
 
     /// A free call slot now, if there is one.

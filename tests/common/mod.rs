@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use zdel::config::Config;
 use zdel::sandbox::{self, Faults, Sandbox, SandboxHandle};
 use zdel::store::{ClaimRequest, ClaimedBatch, RequestTemplate, Store};
-use zdel::worker::{self, RunMode, RunSummary, WorkerSettings};
+use zdel::worker::{self, RunMode, RunSummary};
 use zdel::zoho::ZohoClient;
 
 pub struct TestEnv {
@@ -136,7 +136,7 @@ impl TestEnv {
     }
 
     pub fn client(&self) -> Arc<ZohoClient> {
-        Arc::new(ZohoClient::from_config(&self.config()).unwrap())
+        Arc::new(zdel::cli::zoho_client(&self.config()).unwrap())
     }
 
     /// Run `drain` in-process until it stops by itself (at most `limit`).
@@ -145,7 +145,7 @@ impl TestEnv {
         let run = worker::run(
             self.store.clone(),
             self.client(),
-            WorkerSettings::from_config(&config),
+            zdel::cli::worker_settings(&config),
             RunMode::Drain,
             CancellationToken::new(),
         );
@@ -162,7 +162,7 @@ impl TestEnv {
         let handle = tokio::spawn(worker::run(
             self.store.clone(),
             self.client(),
-            WorkerSettings::from_config(&config),
+            zdel::cli::worker_settings(&config),
             RunMode::Serve,
             shutdown.clone(),
         ));

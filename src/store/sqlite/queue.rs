@@ -754,6 +754,8 @@ async fn lanes_with_pending(conn: &mut sqlx::SqliteConnection) -> Result<Vec<Lan
     while let Some(row) = last {
         if let Some(operation) = Operation::parse(&row.operation) {
             lanes.push(LaneKey {
+                // One org per database today (no org column yet).
+                org: OrgId::default(),
                 operation,
                 module: row.module.clone(),
                 wf_trigger: row.wf_trigger,
