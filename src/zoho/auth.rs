@@ -112,18 +112,22 @@ impl TokenSource {
     }
 
     /// Zoho answered 401 to `rejected`. Refresh, unless another task already
-    /// replaced that token, in which case use its replacement.
-    pub async fn replace_rejected(&self, rejected: u64) -> Result<Arc<AccessToken>, ZohoError> {
+    /// replaced that token, in which case use its replacement. The flag
+    /// says whether this call refreshed (the token is as fresh as it gets).
+    pub async fn replace_rejected(
+        &self,
+        rejected: u64,
+    ) -> Result<(Arc<AccessToken>, bool), ZohoError> {
         let mut cache = self.cache.lock().await;
         if let Some(t) = cache.as_ref()
             && t.generation != rejected
         {
-            return Ok(t.clone());
+            return Ok((t.clone(), false));
         }
         *cache = None;
         let fresh = Arc::new(self.refresh().await?);
         *cache = Some(fresh.clone());
-        Ok(fresh)
+        Ok((fresh, true))
     }
 
     /// Drop the cached token and fetch a new one now (used to probe whether

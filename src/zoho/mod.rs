@@ -186,8 +186,8 @@ impl ZohoClient {
     }
 
     /// Send a request built by `build` (given the `/crm/{version}` base URL),
-    /// repeating it once after a token refresh if Zoho says the token is
-    /// invalid. Transport errors, 429, 5xx and whole-call auth and permission
+    /// repeating it with a replacement token if Zoho says the token is
+    /// invalid (see below). Transport errors, 429, 5xx and whole-call auth and permission
     /// errors are classified here; the caller reads the rest of the answer.
     async fn call(
         &self,
@@ -195,7 +195,11 @@ impl ZohoClient {
         build: impl Fn(&url::Url) -> reqwest::RequestBuilder,
     ) -> Result<(u16, serde_json::Value), ZohoError> {
         let mut token = self.auth.token().await?;
-        let mut refreshed = false;
+        // A rejected token is replaced by whatever another task already
+        // fetched, which may predate the same revocation: if that is
+        // rejected too, by a refresh of our own. A token we refreshed
+        // ourselves and Zoho still rejects is not a timing problem.
+        let mut refreshed_ourselves = false;
         loop {
             let base = self.base_url(&token)?;
             let started = Instant::now();
@@ -219,9 +223,10 @@ impl ZohoClient {
             metrics::histogram!("zdel_zoho_call_duration_seconds", "operation" => operation)
                 .record(sent.elapsed().as_secs_f64());
             match answer {
-                Err(CallError::TokenRejected(_)) if !refreshed => {
-                    token = self.auth.replace_rejected(token.generation).await?;
-                    refreshed = true;
+                Err(CallError::TokenRejected(_)) if !refreshed_ourselves => {
+                    let (fresh, refreshed) = self.auth.replace_rejected(token.generation).await?;
+                    token = fresh;
+                    refreshed_ourselves = refreshed;
                 }
                 Err(CallError::TokenRejected(code)) => {
                     return Err(ZohoError::Transient {
