@@ -75,23 +75,22 @@ impl Env {
     }
 
     fn env(&self, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = [
-            ("ZDEL__DATABASE__URL", self.db.display().to_string()),
-            ("ZDEL__ZOHO__ACCOUNTS_URL", self.sandbox.url()),
-            ("ZDEL__ZOHO__CLIENT_ID", sandbox::CLIENT_ID.into()),
-            ("ZDEL__ZOHO__CLIENT_SECRET", sandbox::CLIENT_SECRET.into()),
-            ("ZDEL__ZOHO__REFRESH_TOKEN", sandbox::REFRESH_TOKEN.into()),
-            ("ZDEL__LIMITS__REQUESTS_PER_SECOND", "1000000".into()),
-            ("ZDEL__LIMITS__BURST", "1000000".into()),
-            ("ZDEL__LIMITS__MAX_CONCURRENCY", "8".into()),
-            ("ZDEL__RETRY__BASE_DELAY_MS", "50".into()),
-            ("ZDEL__RETRY__MAX_DELAY_MS", "2000".into()),
-            ("ZDEL__RETRY__MAX_ATTEMPTS", "20".into()),
-            ("ZDEL__WORKER__POLL_INTERVAL_MS", "100".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        let mut env = sandbox::config_env(&self.sandbox.url());
+        env.extend(
+            [
+                ("ZDEL__DATABASE__URL", self.db.display().to_string()),
+                ("ZDEL__LIMITS__REQUESTS_PER_SECOND", "1000000".into()),
+                ("ZDEL__LIMITS__BURST", "1000000".into()),
+                ("ZDEL__LIMITS__MAX_CONCURRENCY", "8".into()),
+                ("ZDEL__RETRY__BASE_DELAY_MS", "50".into()),
+                ("ZDEL__RETRY__MAX_DELAY_MS", "2000".into()),
+                ("ZDEL__RETRY__MAX_ATTEMPTS", "20".into()),
+                ("ZDEL__WORKER__POLL_INTERVAL_MS", "100".into()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect::<Vec<_>>(),
+        );
         for (k, v) in overrides {
             env.push((format!("ZDEL__{k}"), v.to_string()));
         }

@@ -7,18 +7,13 @@ mod common;
 use std::io::Write;
 use std::process::Output;
 
-use common::{TestEnv, ids};
+use common::{TestEnv, ids, text};
 use zdel::sandbox::Faults;
 
 fn zdel(env: &TestEnv, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_zdel"));
-    cmd.args(args)
-        .env_remove("ZDEL_CONFIG")
-        .env_remove("RUST_LOG")
-        .envs(env.all_env())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    let mut cmd = env.zdel_blocking(args);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let mut input = child.stdin.take().unwrap();
     if let Some(bytes) = stdin {
@@ -34,10 +29,6 @@ fn assert_refused(env: &TestEnv, args: &[&str], expected: &str) {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
     assert!(stderr.contains(expected), "{args:?}: {stderr}");
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 async fn queued(env: &TestEnv) -> Vec<(String, String, i64)> {
@@ -205,11 +196,8 @@ async fn bad_input_exits_2_names_the_problem_and_queues_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_without_credentials_names_the_key_and_never_prints_secrets() {
     let env = TestEnv::new(Faults::default()).await;
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_zdel"));
-    let out = cmd
-        .arg("drain")
-        .env_remove("ZDEL_CONFIG")
-        .envs(env.all_env())
+    let out = env
+        .zdel_blocking(&["drain"])
         .env("ZDEL__ZOHO__REFRESH_TOKEN", "")
         .output()
         .unwrap();
@@ -218,10 +206,8 @@ async fn serve_without_credentials_names_the_key_and_never_prints_secrets() {
     assert!(err.contains("zoho.refresh_token"), "{err}");
     assert!(!err.contains(zdel::sandbox::CLIENT_SECRET), "{err}");
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zdel"))
-        .arg("status")
-        .env_remove("ZDEL_CONFIG")
-        .envs(env.all_env())
+    let out = env
+        .zdel_blocking(&["status"])
         .env("ZDEL__LIMITS__MAX_CONCURRENCY", "0")
         .output()
         .unwrap();
@@ -233,43 +219,51 @@ async fn serve_without_credentials_names_the_key_and_never_prints_secrets() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drain_status_outcomes_retry_cancel_and_resume() {
+/// Five Leads queued by the CLI (three exist in Zoho, two do not) and one
+/// Deals request cancelled, then a drain: 3 succeeded, 2 failed, 1 cancelled.
+async fn drained_leads_and_cancelled_deals() -> (TestEnv, Vec<String>) {
     let env = TestEnv::new(Faults::default()).await;
     let all = ids(0, 5);
     env.sb().add_records("Leads", &all[..3]);
     let list = all.join(",");
-    assert!(
-        zdel(
-            &env,
-            &["enqueue", "--module", "Leads", "--ids", &list],
-            None
-        )
-        .status
-        .success()
-    );
-    assert!(
-        zdel(&env, &["enqueue", "--module", "Deals", "--ids", "99"], None)
-            .status
-            .success()
-    );
-    assert!(
+    for args in [
+        &["enqueue", "--module", "Leads", "--ids", &list][..],
+        &["enqueue", "--module", "Deals", "--ids", "99"],
+        &["cancel", "--module", "Deals", "--yes"],
+    ] {
+        let out = zdel(&env, args, None);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    }
+    let out = zdel(&env, &["drain"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    (env, all)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_asks_for_yes_off_a_terminal_then_cancels_pending_rows() {
+    let env = TestEnv::new(Faults::default()).await;
+    let out = zdel(&env, &["enqueue", "--module", "Deals", "--ids", "99"], None);
+    assert!(out.status.success());
+    assert_eq!(
         zdel(&env, &["cancel", "--module", "Deals"], None)
             .status
-            .code()
-            == Some(2),
+            .code(),
+        Some(2),
         "cancel needs --yes off a terminal"
     );
+    assert_eq!(env.count_in_state("pending").await, 1);
     let out = zdel(&env, &["cancel", "--module", "Deals", "--yes"], None);
     assert!(
         text(&out.stdout).contains("cancelled 1"),
         "{}",
         text(&out.stdout)
     );
+    assert_eq!(env.count_in_state("cancelled").await, 1);
+}
 
-    let out = zdel(&env, &["drain"], None);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_counts_rows_by_state_and_module_and_names_recent_errors() {
+    let (env, _) = drained_leads_and_cancelled_deals().await;
     let out = zdel(&env, &["status", "--json"], None);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let count = |state: &str, module: &str| {
@@ -295,7 +289,11 @@ async fn drain_status_outcomes_retry_cancel_and_resume() {
         "{}",
         text(&out.stdout)
     );
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_stream_every_row_as_csv_or_json_lines() {
+    let (env, all) = drained_leads_and_cancelled_deals().await;
     let out = zdel(&env, &["outcomes", "--state", "failed"], None);
     let csv = text(&out.stdout);
     let lines: Vec<&str> = csv.lines().collect();
@@ -316,7 +314,11 @@ async fn drain_status_outcomes_retry_cancel_and_resume() {
     assert_eq!(rows.len(), 6);
     assert_eq!(rows[0]["state"], "succeeded");
     assert_eq!(rows[0]["code"], "SUCCESS");
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_requeues_failed_rows_and_the_next_drain_deletes_them() {
+    let (env, all) = drained_leads_and_cancelled_deals().await;
     // The two missing records now exist: retrying the failed rows deletes them.
     env.sb().add_records("Leads", &all[3..]);
     let out = zdel(&env, &["retry", "--yes"], None);
@@ -327,7 +329,11 @@ async fn drain_status_outcomes_retry_cancel_and_resume() {
     );
     assert!(zdel(&env, &["drain"], None).status.success());
     assert_eq!(env.count_in_state("succeeded").await, 5);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_a_paused_lane_and_resume_lifts_it() {
+    let env = TestEnv::new(Faults::default()).await;
     env.store
         .pause("Leads", "NO_PERMISSION", "test", 0)
         .await
@@ -348,7 +354,7 @@ async fn drain_status_outcomes_retry_cancel_and_resume() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn enqueue_every_operation_and_refuse_options_that_do_not_fit() {
+async fn enqueue_queues_every_operation_with_its_columns() {
     let env = TestEnv::new(Faults::default()).await;
     let ok = |args: &[&str]| {
         let out = zdel(&env, args, None);
@@ -469,6 +475,11 @@ async fn enqueue_every_operation_and_refuse_options_that_do_not_fit() {
             ),
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_refuses_options_that_do_not_fit_the_operation() {
+    let env = TestEnv::new(Faults::default()).await;
     for (args, expected) in [
         (
             vec![
@@ -547,9 +558,8 @@ async fn enqueue_every_operation_and_refuse_options_that_do_not_fit() {
     ] {
         assert_refused(&env, &args, expected);
     }
-    assert_eq!(
-        queued(&env).await.len(),
-        7,
+    assert!(
+        queued(&env).await.is_empty(),
         "refused commands queued nothing"
     );
 }
@@ -715,4 +725,12 @@ async fn large_files_are_checked_whole_before_anything_is_queued_then_committed_
         (n, first.as_str(), last.as_str()),
         (120_000, ids(0, 1)[0].as_str(), ids(119_999, 1)[0].as_str())
     );
+}
+
+#[tokio::test]
+#[should_panic(expected = "no such configuration key `limits.max_concurency`")]
+async fn a_test_override_naming_an_unknown_key_fails_the_test() {
+    let mut env = TestEnv::new(Faults::default()).await;
+    env.set("LIMITS__MAX_CONCURENCY", "3");
+    env.all_env();
 }

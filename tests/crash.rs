@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{TestEnv, ids, wait_until};
@@ -14,16 +13,7 @@ use zdel::sandbox::Faults;
 const KILLS: usize = 12;
 
 fn spawn(env: &TestEnv, command: &str) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_zdel"))
-        .arg(command)
-        .env_remove("ZDEL_CONFIG")
-        .env_remove("RUST_LOG")
-        .envs(env.all_env())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+    env.zdel(&[command]).spawn().unwrap()
 }
 
 async fn finished(env: &TestEnv) -> i64 {

@@ -322,36 +322,10 @@ async fn a_write_dropped_uncommitted_is_rolled_back_and_frees_the_lock() {
 #[tokio::test]
 async fn migration_0004_keeps_every_row_and_fills_finished_at() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("old.db");
-    // A database as the first three migrations left it.
-    let old = tempfile::tempdir().unwrap();
-    for name in [
-        "0001_queue.sql",
-        "0002_operations_and_jobs.sql",
-        "0003_partial_indexes.sql",
-    ] {
-        std::fs::copy(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("migrations")
-                .join(name),
-            old.path().join(name),
-        )
-        .unwrap();
-    }
-    {
-        let mut conn = SqliteConnectOptions::new()
-            .filename(&db)
-            .create_if_missing(true)
-            .connect()
-            .await
-            .unwrap();
-        sqlx::migrate::Migrator::new(old.path())
-            .await
-            .unwrap()
-            .run(&mut conn)
-            .await
-            .unwrap();
-        for sql in [
+    let db = old_database(
+        dir.path(),
+        3,
+        &[
             "INSERT INTO deletion_requests (module, record_id) VALUES ('Leads', '3652397000000000001')",
             "INSERT INTO deletion_requests (module, record_id, state, outcome_code, updated_at)
              VALUES ('Leads', '3652397000000000002', 'succeeded', 'SUCCESS', 1234)",
@@ -359,13 +333,11 @@ async fn migration_0004_keeps_every_row_and_fills_finished_at() {
              VALUES ('Contacts', '3652397000000000003', 'running', 7, 'old', 99)",
             "INSERT INTO deletion_requests (operation, module, record_id, related_list, related_id)
              VALUES ('delink', 'Leads', '3652397000000000004', 'Campaigns', '3652397000000000005')",
-        ] {
-            sqlx::query(sql).execute(&mut conn).await.unwrap();
-        }
-        conn.close().await.unwrap();
-    }
+        ],
+    )
+    .await;
 
-    let store = Store::open(db.to_str().unwrap(), Duration::from_secs(5))
+    let _store = Store::open(db.to_str().unwrap(), Duration::from_secs(5))
         .await
         .unwrap();
     let sql = common::raw_sql(&db).await;
@@ -426,16 +398,96 @@ async fn migration_0004_keeps_every_row_and_fills_finished_at() {
     .execute(&sql)
     .await
     .unwrap();
+}
 
-    // An existing file keeps its page size; a new one gets 32 KiB pages.
-    let page_size = |pool: sqlx::SqlitePool| async move {
-        sqlx::query_scalar::<_, i64>("PRAGMA page_size")
-            .fetch_one(&pool)
-            .await
+/// A database file in `dir` as the first `migrations` migrations left it
+/// (made with SQLite's default 4 KiB pages), with `inserts` run on it.
+async fn old_database(
+    dir: &std::path::Path,
+    migrations: usize,
+    inserts: &[&'static str],
+) -> std::path::PathBuf {
+    let db = dir.join("old.db");
+    let old = dir.join("old-migrations");
+    std::fs::create_dir(&old).unwrap();
+    let mut names: Vec<_> =
+        std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"))
             .unwrap()
-    };
-    assert_eq!(page_size(sql.clone()).await, 4096);
-    drop(store);
+            .map(|e| e.unwrap().path())
+            .collect();
+    names.sort();
+    for path in &names[..migrations] {
+        std::fs::copy(path, old.join(path.file_name().unwrap())).unwrap();
+    }
+    let mut conn = SqliteConnectOptions::new()
+        .filename(&db)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .unwrap()
+        .run(&mut conn)
+        .await
+        .unwrap();
+    for sql in inserts {
+        sqlx::query(*sql).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+    db
+}
+
+async fn page_size(pool: &sqlx::SqlitePool) -> i64 {
+    sqlx::query_scalar::<_, i64>("PRAGMA page_size")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_existing_file_keeps_its_page_size_and_a_new_one_gets_32_kib_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = old_database(dir.path(), 3, &[]).await;
+    let store = Store::open(db.to_str().unwrap(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(page_size(&common::raw_sql(&db).await).await, 4096);
+    store.close().await;
     let fresh = TestEnv::new(Faults::default()).await;
-    assert_eq!(page_size(fresh.sql.clone()).await, 32_768);
+    assert_eq!(page_size(&fresh.sql).await, 32_768);
+}
+
+#[tokio::test]
+async fn migration_0005_marks_a_dry_runs_running_rows_by_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = old_database(
+        dir.path(),
+        4,
+        &[
+            "INSERT INTO deletion_requests (module, record_id, state, lease_token, lease_owner, lease_expires_at)
+             VALUES ('Leads', '3652397000000000001', 'running', 7, 'dry-run:zdel-1-0000abcd', 99)",
+            "INSERT INTO deletion_requests (module, record_id, state, lease_token, lease_owner, lease_expires_at)
+             VALUES ('Leads', '3652397000000000002', 'running', 8, 'zdel-2-0000abcd', 99)",
+            "INSERT INTO deletion_requests (module, record_id) VALUES ('Leads', '3652397000000000003')",
+        ],
+    )
+    .await;
+    let store = Store::open(db.to_str().unwrap(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let marks: Vec<i64> =
+        sqlx::query_scalar("SELECT lease_dry_run FROM deletion_requests ORDER BY id")
+            .fetch_all(&common::raw_sql(&db).await)
+            .await
+            .unwrap();
+    assert_eq!(marks, [1, 0, 0]);
+    // Reaped, the dry run's row counts no ambiguous attempt; the other does.
+    assert_eq!(store.reap_expired_leases(1_000).await.unwrap(), 2);
+    let ambiguous: Vec<i64> =
+        sqlx::query_scalar("SELECT ambiguous_attempts FROM deletion_requests ORDER BY id")
+            .fetch_all(&common::raw_sql(&db).await)
+            .await
+            .unwrap();
+    assert_eq!(ambiguous, [0, 1, 0]);
 }

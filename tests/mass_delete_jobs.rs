@@ -191,17 +191,7 @@ async fn a_job_killed_mid_poll_resumes_after_restart_with_one_post() {
     env.set("MASS_DELETE__MAX_POLL_INTERVAL_MS", "100");
     env.sb().add_view("Leads", CVID, ids(0, 300));
     let id = queue_job(&env, "Leads").await;
-    let spawn = || {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_zdel"))
-            .arg("serve")
-            .env_remove("ZDEL_CONFIG")
-            .envs(env.all_env())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || env.zdel(&["serve"]).stderr(Stdio::null()).spawn().unwrap();
     let mut child = spawn();
     wait_until(
         Duration::from_secs(20),

@@ -12,13 +12,9 @@ use zdel::sandbox::{self, Faults};
 use zdel::worker::StopReason;
 
 fn zdel(env: &TestEnv, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_zdel"))
-        .args(args)
-        .env_remove("ZDEL_CONFIG")
-        .env_remove("RUST_LOG")
-        .envs(env.all_env())
+    env.zdel_blocking(args)
         .envs(extra_env.iter().copied())
-        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .output()
         .unwrap()
 }

@@ -19,15 +19,9 @@ struct Served {
 
 /// Start `zdel serve` with JSON logs and learn its HTTP address from them.
 async fn serve(env: &TestEnv) -> Served {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_zdel"))
-        .arg("serve")
-        .env_remove("ZDEL_CONFIG")
-        .env_remove("RUST_LOG")
-        .envs(env.all_env())
+    let mut child = env
+        .zdel(&["serve"])
         .env("ZDEL__LOG__FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -97,8 +91,7 @@ fn value(m: &BTreeMap<(String, String), f64>, name: &str, labels: &[&str]) -> f6
 }
 
 fn sigterm(child: &tokio::process::Child) {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id().unwrap() as libc::pid_t, libc::SIGTERM) };
+    common::signal(child, libc::SIGTERM);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,16 +309,11 @@ async fn systemd_hears_ready_watchdog_pings_and_stopping() {
     let env = TestEnv::new(Faults::default()).await;
     let path = env.dir.path().join("notify.sock");
     let socket = tokio::net::UnixDatagram::bind(&path).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_zdel"))
-        .arg("serve")
-        .env_remove("ZDEL_CONFIG")
-        .env_remove("WATCHDOG_PID")
-        .envs(env.all_env())
+    let mut child = env
+        .zdel(&["serve"])
         .env("NOTIFY_SOCKET", &path)
         .env("WATCHDOG_USEC", "200000")
-        .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut heard: Vec<String> = Vec::new();
@@ -367,10 +355,8 @@ async fn systemd_hears_ready_watchdog_pings_and_stopping() {
 async fn json_logs_carry_a_span_per_batch() {
     let env = TestEnv::new(Faults::default()).await;
     env.seed_and_enqueue("Leads", &ids(0, 150), false).await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_zdel"))
-        .arg("drain")
-        .env_remove("ZDEL_CONFIG")
-        .envs(env.all_env())
+    let out = env
+        .zdel(&["drain"])
         .env("ZDEL__LOG__FORMAT", "json")
         .env("RUST_LOG", "zdel=debug")
         .output()

@@ -4,31 +4,13 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{TestEnv, ids, wait_until};
+use common::{TestEnv, ids, signal, wait_until};
 use zdel::sandbox::Faults;
 
 fn spawn_serve(env: &TestEnv) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_zdel"))
-        .arg("serve")
-        .env_remove("ZDEL_CONFIG")
-        .env_remove("RUST_LOG")
-        .envs(env.all_env())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start zdel serve")
-}
-
-fn signal(child: &tokio::process::Child, sig: libc::c_int) {
-    let pid = child.id().expect("child still running") as libc::pid_t;
-    // SAFETY: sending a signal to our own child process.
-    let rc = unsafe { libc::kill(pid, sig) };
-    assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+    env.zdel(&["serve"]).spawn().expect("start zdel serve")
 }
 
 async fn exit_status(

@@ -1,13 +1,13 @@
 //! `zdel demo`: the whole pipeline against the built-in sandbox Zoho, with
 //! faults switched on, on a fresh local database. No credentials needed.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -42,7 +42,7 @@ const MODULES: [&str; 3] = ["Leads", "Contacts", "Deals"];
 /// One ID in this many is not in the sandbox: it ends `failed` with INVALID_DATA.
 const MISSING_EVERY: u32 = 97;
 
-pub async fn run(base: Config, opts: Opts) -> anyhow::Result<ExitCode> {
+pub async fn run(config_file: Option<&Path>, opts: Opts) -> anyhow::Result<ExitCode> {
     if !(0.0..=1.0).contains(&opts.error_rate) {
         return Err(super::UsageError("--error-rate must be between 0 and 1".into()).into());
     }
@@ -63,7 +63,12 @@ pub async fn run(base: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         ..Faults::default()
     };
     let handle = Sandbox::start("127.0.0.1:0", faults).await?;
-    let config = demo_config(base, &handle.url(), &opts);
+    // The user's config and environment, pointed at the sandbox and
+    // tuned for a demo (the same sandbox settings the tests use).
+    let mut env: Vec<(String, String)> = std::env::vars().collect();
+    env.extend(sandbox::config_env(&handle.url()));
+    env.extend(demo_env(&opts));
+    let config = Config::load_with_env(config_file, env)?;
     let store = Store::open(
         &config.database.url,
         Duration::from_millis(config.database.busy_timeout_ms),
@@ -200,21 +205,27 @@ pub async fn run(base: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn demo_config(mut config: Config, sandbox_url: &str, opts: &Opts) -> Config {
-    config.database.url = opts.database.clone();
-    config.zoho.accounts_url = sandbox_url.to_string();
-    config.zoho.api_domain = String::new();
-    config.zoho.client_id = sandbox::CLIENT_ID.to_string();
-    config.zoho.client_secret = SecretString::from(sandbox::CLIENT_SECRET);
-    config.zoho.refresh_token = SecretString::from(sandbox::REFRESH_TOKEN);
-    config.zoho.request_timeout_ms = 5_000;
-    config.limits.requests_per_second = opts.requests_per_second.max(1);
-    config.limits.burst = 10;
-    config.limits.max_concurrency = opts.max_concurrency.max(1);
-    config.retry.base_delay_ms = 100;
-    config.retry.max_delay_ms = 2_000;
-    config.retry.max_attempts = 10;
-    config.worker.poll_interval_ms = 100;
-    config.worker.lease_ms = 30_000;
-    config
+/// The demo's own settings, as `ZDEL__*` variables over the user's.
+fn demo_env(opts: &Opts) -> Vec<(String, String)> {
+    [
+        ("DATABASE__URL", opts.database.clone()),
+        ("ZOHO__REQUEST_TIMEOUT_MS", "5000".into()),
+        (
+            "LIMITS__REQUESTS_PER_SECOND",
+            opts.requests_per_second.max(1).to_string(),
+        ),
+        ("LIMITS__BURST", "10".into()),
+        (
+            "LIMITS__MAX_CONCURRENCY",
+            opts.max_concurrency.max(1).to_string(),
+        ),
+        ("RETRY__BASE_DELAY_MS", "100".into()),
+        ("RETRY__MAX_DELAY_MS", "2000".into()),
+        ("RETRY__MAX_ATTEMPTS", "10".into()),
+        ("WORKER__POLL_INTERVAL_MS", "100".into()),
+        ("WORKER__LEASE_MS", "30000".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("ZDEL__{k}"), v))
+    .collect()
 }

@@ -120,7 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     init_tracing(&config, matches!(cli.command, Command::Demo(_)));
     match cli.command {
-        Command::Demo(opts) => demo::run(config, opts).await,
+        Command::Demo(opts) => demo::run(cli.config.as_deref(), opts).await,
         Command::Migrate => migrate::run(config).await,
         Command::Check => check::run(config).await,
         Command::Enqueue(opts) => enqueue::run(config, opts).await,

@@ -26,6 +26,23 @@ pub const CLIENT_ID: &str = "sandbox-client";
 pub const CLIENT_SECRET: &str = "sandbox-secret";
 pub const REFRESH_TOKEN: &str = "sandbox-refresh-token";
 
+/// The `ZDEL__*` settings that point zdel at a sandbox listening at `url`
+/// with the sandbox's credentials: the one helper the tests, the bench and
+/// `zdel demo` share.
+pub fn config_env(url: &str) -> Vec<(String, String)> {
+    [
+        ("ZDEL__ZOHO__ACCOUNTS_URL", url),
+        // The API host comes from the sandbox's token answer.
+        ("ZDEL__ZOHO__API_DOMAIN", ""),
+        ("ZDEL__ZOHO__CLIENT_ID", CLIENT_ID),
+        ("ZDEL__ZOHO__CLIENT_SECRET", CLIENT_SECRET),
+        ("ZDEL__ZOHO__REFRESH_TOKEN", REFRESH_TOKEN),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 /// Faults and behaviour, changeable while the sandbox runs.
 #[derive(Debug, Clone)]
 pub struct Faults {

@@ -1,6 +1,8 @@
-//! Shared helpers: a sandbox Zoho on 127.0.0.1, a real SQLite file in a
-//! temp dir, a config pointing at both, and waiting on conditions with a
-//! deadline (never sleeping as synchronisation).
+//! The one test harness: a sandbox Zoho on 127.0.0.1, a real SQLite file in
+//! a temp dir, a config pointing at both (every override checked against
+//! the known keys), the `zdel` binary with that environment, signals, rows
+//! by state, and waiting on conditions with a deadline (never sleeping as
+//! synchronisation).
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -30,35 +32,29 @@ pub struct TestEnv {
 /// Settings every test uses: the sandbox's credentials, generous limits,
 /// fast retries, a short poll interval.
 pub fn base_env(sandbox_url: &str, db_path: &std::path::Path) -> Vec<(String, String)> {
-    [
-        ("ZDEL__DATABASE__URL", db_path.display().to_string()),
-        ("ZDEL__ZOHO__ACCOUNTS_URL", sandbox_url.to_string()),
-        ("ZDEL__ZOHO__CLIENT_ID", sandbox::CLIENT_ID.to_string()),
-        (
-            "ZDEL__ZOHO__CLIENT_SECRET",
-            sandbox::CLIENT_SECRET.to_string(),
-        ),
-        (
-            "ZDEL__ZOHO__REFRESH_TOKEN",
-            sandbox::REFRESH_TOKEN.to_string(),
-        ),
-        ("ZDEL__ZOHO__REQUEST_TIMEOUT_MS", "5000".to_string()),
-        ("ZDEL__LIMITS__REQUESTS_PER_SECOND", "1000".to_string()),
-        ("ZDEL__LIMITS__BURST", "100".to_string()),
-        ("ZDEL__LIMITS__MAX_CONCURRENCY", "8".to_string()),
-        ("ZDEL__RETRY__MAX_ATTEMPTS", "30".to_string()),
-        ("ZDEL__RETRY__BASE_DELAY_MS", "1".to_string()),
-        ("ZDEL__RETRY__MAX_DELAY_MS", "20".to_string()),
-        ("ZDEL__WORKER__POLL_INTERVAL_MS", "50".to_string()),
-        ("ZDEL__WORKER__LEASE_MS", "10000".to_string()),
-        ("ZDEL__WORKER__SHUTDOWN_GRACE_MS", "5000".to_string()),
-        ("ZDEL__WORKER__AUTH_PROBE_INTERVAL_MS", "100".to_string()),
-        // Tests run in parallel: every `serve` gets its own free port.
-        ("ZDEL__HTTP__LISTEN", "127.0.0.1:0".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    let mut env = sandbox::config_env(sandbox_url);
+    env.extend(
+        [
+            ("ZDEL__DATABASE__URL", db_path.display().to_string()),
+            ("ZDEL__ZOHO__REQUEST_TIMEOUT_MS", "5000".to_string()),
+            ("ZDEL__LIMITS__REQUESTS_PER_SECOND", "1000".to_string()),
+            ("ZDEL__LIMITS__BURST", "100".to_string()),
+            ("ZDEL__LIMITS__MAX_CONCURRENCY", "8".to_string()),
+            ("ZDEL__RETRY__MAX_ATTEMPTS", "30".to_string()),
+            ("ZDEL__RETRY__BASE_DELAY_MS", "1".to_string()),
+            ("ZDEL__RETRY__MAX_DELAY_MS", "20".to_string()),
+            ("ZDEL__WORKER__POLL_INTERVAL_MS", "50".to_string()),
+            ("ZDEL__WORKER__LEASE_MS", "10000".to_string()),
+            ("ZDEL__WORKER__SHUTDOWN_GRACE_MS", "5000".to_string()),
+            ("ZDEL__WORKER__AUTH_PROBE_INTERVAL_MS", "100".to_string()),
+            // Tests run in parallel: every `serve` gets its own free port.
+            ("ZDEL__HTTP__LISTEN", "127.0.0.1:0".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect::<Vec<_>>(),
+    );
+    env
 }
 
 impl TestEnv {
@@ -89,11 +85,52 @@ impl TestEnv {
         self.env.push((format!("ZDEL__{key}"), value.to_string()));
     }
 
-    /// All `ZDEL__*` variables for this test, for in-process config or a child process.
+    /// All `ZDEL__*` variables for this test, for in-process config or a
+    /// child process. Panics if an override names a key zdel does not know
+    /// (a typo would otherwise be ignored and the test prove nothing).
     pub fn all_env(&self) -> Vec<(String, String)> {
         let mut env = base_env(&self.sandbox.url(), &self.db_path);
         env.extend(self.env.iter().cloned());
+        assert_known_keys(&env);
         env
+    }
+
+    /// The `zdel` binary with `args` and this test's environment (and none
+    /// of the caller's: no ZDEL_CONFIG, RUST_LOG or systemd variables);
+    /// stdin and stdout null, stderr piped, killed if dropped.
+    pub fn zdel(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::from(self.zdel_blocking(args));
+        cmd.kill_on_drop(true);
+        cmd
+    }
+
+    /// [`TestEnv::zdel`] as a std command, for `output()` without a runtime.
+    pub fn zdel_blocking(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_zdel"));
+        cmd.args(args);
+        for var in [
+            "ZDEL_CONFIG",
+            "RUST_LOG",
+            "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+            "WATCHDOG_PID",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.envs(self.all_env())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    }
+
+    /// The record IDs of every row in `state`, by id.
+    pub async fn ids_in_state(&self, state: zdel::store::RequestState) -> Vec<String> {
+        sqlx::query_scalar("SELECT record_id FROM deletion_requests WHERE state = ?1 ORDER BY id")
+            .bind(state.as_str())
+            .fetch_all(&self.sql)
+            .await
+            .unwrap()
     }
 
     pub fn config(&self) -> Config {
@@ -253,4 +290,38 @@ pub async fn claim_one(
         .await
         .unwrap();
     batches.pop()
+}
+
+/// Every `ZDEL__SECTION__KEY` in `env` names a key of config/default.toml.
+pub fn assert_known_keys(env: &[(String, String)]) {
+    let defaults = config::Config::builder()
+        .add_source(config::File::from_str(
+            zdel::config::DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ))
+        .build()
+        .unwrap();
+    for (var, _) in env {
+        let Some(path) = var.strip_prefix("ZDEL__") else {
+            continue;
+        };
+        let key = path.to_ascii_lowercase().replace("__", ".");
+        assert!(
+            defaults.get::<config::Value>(&key).is_ok(),
+            "{var}: no such configuration key `{key}` (see config/default.toml)"
+        );
+    }
+}
+
+/// Send `sig` to a child still running.
+pub fn signal(child: &tokio::process::Child, sig: libc::c_int) {
+    let pid = child.id().expect("child still running") as libc::pid_t;
+    // SAFETY: sending a signal to our own child process.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+}
+
+/// A process's output as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
