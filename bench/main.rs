@@ -316,8 +316,6 @@ async fn limit_saturation(b: &mut Bench) -> Result<()> {
     Ok(())
 }
 
-/// One raw-throughput run: (IDs/s, CPU s per million IDs). With `writer`,
-/// another connection inserts that many rows in 50-row transactions meanwhile.
 /// The other writer of the contention runs: `rows` single-row INSERTs in
 /// 50-row transactions on a connection of its own with a busy timeout, as
 /// an operator's script would. Returns the errors it saw.

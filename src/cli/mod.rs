@@ -218,7 +218,6 @@ pub fn parse_module(s: &str) -> Result<String, String> {
     }
 }
 
-/// A Zoho record ID: 1 to 19 ASCII digits.
 /// A Zoho ID (record, view, territory): a positive 64-bit integer in plain
 /// decimal — digits only, no leading zero. The same rule as the database's
 /// `record_id_is_a_zoho_id` check, so what the CLI accepts always inserts.

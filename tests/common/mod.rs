@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use zdel::config::Config;
 use zdel::sandbox::{self, Faults, Sandbox, SandboxHandle};
-use zdel::store::{ClaimRequest, ClaimedBatch, RequestTemplate, Store};
+use zdel::store::{
+    ClaimRequest, ClaimedBatch, LaneKey, RequestTemplate, RowChange, RowOutcome, Store,
+};
 use zdel::worker::{self, RunMode, RunSummary};
 use zdel::zoho::ZohoClient;
 
@@ -57,13 +59,58 @@ pub fn base_env(sandbox_url: &str, db_path: &std::path::Path) -> Vec<(String, St
     env
 }
 
+/// Open the store under test in `dir`: the one place a test suite chooses
+/// its backend (today SQLite, the only one), so the queue-semantics tests
+/// (tests/store_contract.rs) run unchanged against another.
+pub async fn open_store(dir: &std::path::Path) -> (Store, PathBuf) {
+    let db_path = dir.join("zdel.db");
+    let store = Store::open(db_path.to_str().unwrap(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    (store, db_path)
+}
+
+/// (record_id, state, outcome_code, attempts) of every row of `module`, by
+/// id, read through the store's API.
+pub async fn rows_of(store: &Store, module: &str) -> Vec<(String, String, Option<String>, i64)> {
+    use futures_util::TryStreamExt;
+    let filter = zdel::store::OutcomeFilter {
+        module: Some(module.to_string()),
+        ..Default::default()
+    };
+    store
+        .outcomes(&filter)
+        .unwrap()
+        .map_ok(|r| {
+            (
+                r.record_id,
+                r.state.as_str().to_string(),
+                r.code,
+                r.attempts,
+            )
+        })
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+/// How many rows are in `state`, read through the store's API.
+pub async fn count_in_state(store: &Store, state: &str) -> i64 {
+    let t = store.state_totals().await.unwrap();
+    match state {
+        "pending" => t.pending,
+        "running" => t.running,
+        "succeeded" => t.succeeded,
+        "failed" => t.failed,
+        "cancelled" => t.cancelled,
+        other => panic!("no request state {other:?}"),
+    }
+}
+
 impl TestEnv {
     pub async fn new(faults: Faults) -> TestEnv {
         let dir = tempfile::tempdir().unwrap();
-        let db_path = dir.path().join("zdel.db");
-        let store = Store::open(db_path.to_str().unwrap(), Duration::from_secs(5))
-            .await
-            .unwrap();
+        let (store, db_path) = open_store(dir.path()).await;
         let sql = raw_sql(&db_path).await;
         let sandbox = Sandbox::start("127.0.0.1:0", faults).await.unwrap();
         TestEnv {
@@ -144,13 +191,7 @@ impl TestEnv {
     }
 
     pub async fn enqueue(&self, module: &str, ids: &[String], wf_trigger: bool) {
-        let mut enqueuer = self.store.begin_enqueue().await.unwrap();
-        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        enqueuer
-            .add(&RequestTemplate::delete(module, wf_trigger), &refs)
-            .await
-            .unwrap();
-        enqueuer.commit().await.unwrap();
+        enqueue(&self.store, module, ids, wf_trigger).await;
     }
 
     /// Queue `ids` shaped by `template` (any operation).
@@ -209,22 +250,12 @@ impl TestEnv {
 
     /// (record_id, state, outcome_code, attempts) of every row of `module`, by id.
     pub async fn rows(&self, module: &str) -> Vec<(String, String, Option<String>, i64)> {
-        sqlx::query_as(
-            "SELECT record_id, state, outcome_code, attempts FROM deletion_requests
-             WHERE module = ?1 ORDER BY id",
-        )
-        .bind(module)
-        .fetch_all(&self.sql)
-        .await
-        .unwrap()
+        rows_of(&self.store, module).await
     }
 
+    /// How many rows are in `state` (`pending`, `running`, …).
     pub async fn count_in_state(&self, state: &str) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM deletion_requests WHERE state = ?1")
-            .bind(state)
-            .fetch_one(&self.sql)
-            .await
-            .unwrap()
+        count_in_state(&self.store, state).await
     }
 }
 
@@ -324,4 +355,66 @@ pub fn signal(child: &tokio::process::Child, sig: libc::c_int) {
 /// A process's output as text.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A claim at 1,000 ms by `test` with a 60 s lease: `max_batches` batches of
+/// `limit_for` rows of `lanes`, at most `max_ids` IDs in all.
+pub fn request<'a>(
+    lanes: &'a [LaneKey],
+    limit_for: &'a (dyn Fn(&LaneKey) -> u32 + Sync),
+    max_batches: usize,
+    max_ids: Option<u64>,
+) -> ClaimRequest<'a> {
+    ClaimRequest {
+        now_ms: 1_000,
+        lanes,
+        after: None,
+        skip_modules: &[],
+        skip_lanes: &[],
+        owner: "test",
+        dry_run: false,
+        lease_ms: 60_000,
+        limit_for,
+        max_batches,
+        max_ids,
+    }
+}
+
+/// Every row of `ids` succeeded.
+pub fn succeeded(ids: impl Iterator<Item = i64>) -> Vec<RowOutcome> {
+    ids.map(|id| RowOutcome {
+        id,
+        change: RowChange::Succeeded {
+            code: "SUCCESS".into(),
+            message: "record deleted".into(),
+            http_status: Some(200),
+        },
+    })
+    .collect()
+}
+
+/// Every row of `ids` failed with `code` (one attempt, not ambiguous).
+pub fn failed(ids: impl Iterator<Item = i64>, code: &str) -> Vec<RowOutcome> {
+    ids.map(|id| RowOutcome {
+        id,
+        change: RowChange::Failed {
+            code: code.into(),
+            message: "m".into(),
+            http_status: Some(400),
+            count_attempt: true,
+            ambiguous: false,
+        },
+    })
+    .collect()
+}
+
+/// Queue `ids` of `module` for deletion, in one transaction.
+pub async fn enqueue(store: &Store, module: &str, ids: &[String], wf_trigger: bool) {
+    let mut enqueuer = store.begin_enqueue().await.unwrap();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    enqueuer
+        .add(&RequestTemplate::delete(module, wf_trigger), &refs)
+        .await
+        .unwrap();
+    enqueuer.commit().await.unwrap();
 }

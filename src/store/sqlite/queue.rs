@@ -431,8 +431,6 @@ impl Store {
     }
 }
 
-/// Claim up to `limit` due rows of `lane` under `lease` (inside an open
-/// write transaction), sorted by id.
 /// `limit` rows, or fewer if the daily cap leaves fewer.
 fn capped(limit: u32, ids_left: Option<u64>) -> u32 {
     ids_left.map_or(limit, |left| {

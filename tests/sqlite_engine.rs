@@ -1,103 +1,20 @@
-//! The single writer's group commits: several batches claimed in one
-//! transaction (round robin, within the slots and the day's remaining cap),
-//! outcomes of batches finishing together written together — each caller
-//! still gets its own answer, fenced by its own lease. Also: waiting out
-//! another process's write lock, and the upgrade to migration 0004.
+//! The SQLite engine behind the store's contract, where a test needs SQL to
+//! set up or see what it shows: a lane's share across retry times, group
+//! commits with one reaped lease (each caller still gets its own answer,
+//! fenced by its own lease), waiting out another process's write lock, a
+//! write dropped uncommitted, the dry-run lease column, page sizes and the
+//! upgrades to migrations 0004 and 0005. (What the API alone shows is in
+//! tests/store_contract.rs.)
 
 mod common;
 
 use std::time::Duration;
 
-use common::{TestEnv, ids};
+use common::{TestEnv, ids, request, succeeded};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 use zdel::sandbox::Faults;
-use zdel::store::{ClaimRequest, LaneKey, RowChange, RowOutcome, Store, StoreError};
-
-fn request<'a>(
-    lanes: &'a [LaneKey],
-    limit_for: &'a (dyn Fn(&LaneKey) -> u32 + Sync),
-    max_batches: usize,
-    max_ids: Option<u64>,
-) -> ClaimRequest<'a> {
-    ClaimRequest {
-        now_ms: 1_000,
-        lanes,
-        after: None,
-        skip_modules: &[],
-        skip_lanes: &[],
-        owner: "test",
-        dry_run: false,
-        lease_ms: 60_000,
-        limit_for,
-        max_batches,
-        max_ids,
-    }
-}
-
-fn succeeded(ids: impl Iterator<Item = i64>) -> Vec<RowOutcome> {
-    ids.map(|id| RowOutcome {
-        id,
-        change: RowChange::Succeeded {
-            code: "SUCCESS".into(),
-            message: "record deleted".into(),
-            http_status: Some(200),
-        },
-    })
-    .collect()
-}
-
-#[tokio::test]
-async fn one_claim_takes_a_batch_per_slot_round_robin_within_the_cap() {
-    let env = TestEnv::new(Faults::default()).await;
-    env.enqueue("Leads", &ids(0, 250), true).await;
-    env.enqueue("Contacts", &ids(1_000, 30), true).await;
-    let store = &env.store;
-    let lanes = store.pending_lanes().await.unwrap();
-    let limit = |_: &LaneKey| 100;
-
-    // Five slots: Contacts 30 (then empty), Leads 100, 100, 50 (then empty).
-    let batches = store
-        .claim_batches(&request(&lanes, &limit, 5, None))
-        .await
-        .unwrap();
-    let shape: Vec<(&str, usize)> = batches
-        .iter()
-        .map(|b| (b.lane.module.as_str(), b.rows.len()))
-        .collect();
-    assert_eq!(
-        shape,
-        [
-            ("Contacts", 30),
-            ("Leads", 100),
-            ("Leads", 100),
-            ("Leads", 50)
-        ]
-    );
-    let leases: std::collections::HashSet<i64> = batches.iter().map(|b| b.lease.0).collect();
-    assert_eq!(leases.len(), 4, "every batch has its own lease");
-    assert_eq!(env.count_in_state("running").await, 280);
-    assert!(
-        store
-            .claim_batches(&request(&lanes, &limit, 5, None))
-            .await
-            .unwrap()
-            .is_empty()
-    );
-
-    // The day's remaining cap bounds the rows over all batches.
-    let env = TestEnv::new(Faults::default()).await;
-    env.enqueue("Leads", &ids(0, 500), true).await;
-    let lanes = env.store.pending_lanes().await.unwrap();
-    let batches = env
-        .store
-        .claim_batches(&request(&lanes, &limit, 10, Some(230)))
-        .await
-        .unwrap();
-    let sizes: Vec<usize> = batches.iter().map(|b| b.rows.len()).collect();
-    assert_eq!(sizes, [100, 100, 30]);
-    assert_eq!(env.count_in_state("running").await, 230);
-}
+use zdel::store::{ClaimRequest, LaneKey, Store, StoreError};
 
 #[tokio::test]
 async fn a_lane_share_taken_at_once_follows_due_order_across_retry_times() {
@@ -490,4 +407,53 @@ async fn migration_0005_marks_a_dry_runs_running_rows_by_column() {
             .await
             .unwrap();
     assert_eq!(ambiguous, [0, 1, 0]);
+}
+
+#[tokio::test]
+async fn a_dry_runs_expired_lease_counts_no_ambiguous_attempt() {
+    let env = TestEnv::new(Faults::default()).await;
+    env.enqueue("Leads", &ids(0, 2), true).await;
+    let store = &env.store;
+    let lanes = store.pending_lanes().await.unwrap();
+    let claim = |owner: &'static str, dry_run: bool| {
+        let lanes = lanes.clone();
+        async move {
+            store
+                .claim_batches(&ClaimRequest {
+                    now_ms: 1_000,
+                    lanes: &lanes,
+                    after: None,
+                    skip_modules: &[],
+                    skip_lanes: &[],
+                    owner,
+                    dry_run,
+                    lease_ms: 100,
+                    limit_for: &|_| 1,
+                    max_batches: 1,
+                    max_ids: None,
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let dry = claim("dry", true).await;
+    let real = claim("real", false).await;
+    assert_eq!((dry.len(), real.len()), (1, 1));
+    let ambiguous = || async {
+        sqlx::query_as::<_, (String, i64, i64)>(
+            "SELECT record_id, ambiguous_attempts, lease_dry_run FROM deletion_requests ORDER BY id",
+        )
+        .fetch_all(&env.sql)
+        .await
+        .unwrap()
+    };
+    let (dry_id, real_id) = (ids(0, 2)[0].clone(), ids(0, 2)[1].clone());
+    assert_eq!(
+        ambiguous().await,
+        [(dry_id.clone(), 0, 1), (real_id.clone(), 0, 0)]
+    );
+    // A dry run's release touches its own rows only.
+    assert_eq!(store.release_dry_run("real").await.unwrap(), 0);
+    assert_eq!(store.reap_expired_leases(2_000).await.unwrap(), 2);
+    assert_eq!(ambiguous().await, [(dry_id, 0, 0), (real_id, 1, 0)]);
 }
