@@ -2,6 +2,12 @@
 //! `ZDEL__SECTION__KEY` environment variables. Validation happens here, once,
 //! so every later stage can trust the values. Secrets are `SecretString` and
 //! never reach `Debug`, logs or error messages.
+//!
+//! Adding a setting: its key, commented, in `config/default.toml` (the
+//! built-in defaults, and the list of known keys), a field here, a check in
+//! [`Config::validate`] if it has a range, and the section handed to
+//! whoever reads it (`ZohoClient::new` takes `[zoho]` and `[limits]`,
+//! `WorkerSettings::new` its sections) — never the whole `Config`.
 
 use std::path::Path;
 

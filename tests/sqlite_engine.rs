@@ -184,7 +184,7 @@ async fn a_write_waits_out_another_process_holding_the_lock_then_gives_up() {
     let started = std::time::Instant::now();
     let result = impatient.begin_enqueue().await;
     let waited = started.elapsed();
-    let Err(StoreError::Sql(e)) = result else {
+    let Err(StoreError::Database { source: e, .. }) = result else {
         panic!("expected a busy error");
     };
     assert!(e.to_string().contains("locked"), "{e}");

@@ -8,6 +8,10 @@
 //!
 //! It must never be mistaken for the real thing: it only binds where it is
 //! told (tests use 127.0.0.1:0).
+//!
+//! A new answer from Zoho starts here too: the sandbox learns to give it
+//! (a fault or a verb in this file, the handler in `api.rs`), and a test
+//! shows what zdel does with it. [`config_env`] points zdel at a sandbox.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;

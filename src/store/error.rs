@@ -2,6 +2,10 @@
 
 use std::path::PathBuf;
 
+/// The engine's own error, kept as the source of a [`StoreError`] (the
+/// contract names no database crate's type).
+pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database file could not be opened or created.
@@ -11,7 +15,7 @@ pub enum StoreError {
     Open {
         path: PathBuf,
         #[source]
-        source: sqlx::Error,
+        source: BackendError,
     },
     /// The database file could not be created with owner-only permissions.
     #[error(
@@ -27,11 +31,11 @@ pub enum StoreError {
     BadUrl {
         url: String,
         #[source]
-        source: sqlx::Error,
+        source: BackendError,
     },
     /// Applying the embedded migrations failed.
     #[error("could not migrate the database: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(#[source] BackendError),
     /// The task writing a group of outcomes (group commit) was stopped
     /// before it committed: nothing of this batch was written; write again.
     #[error(
@@ -47,9 +51,14 @@ pub enum StoreError {
     /// The store was closed; nothing more can be written.
     #[error("the database was closed (shutting down); nothing was written")]
     Closed,
-    /// Any other database error.
-    #[error("database error: {0}")]
-    Sql(#[from] sqlx::Error),
+    /// Any other database error. `constraint`: a CHECK, UNIQUE or NOT NULL
+    /// constraint refused the statement.
+    #[error("database error: {source}")]
+    Database {
+        #[source]
+        source: BackendError,
+        constraint: bool,
+    },
 }
 
 impl StoreError {
@@ -64,14 +73,12 @@ impl StoreError {
 
     /// True when the statement failed on a constraint (CHECK, UNIQUE, NOT NULL).
     pub fn is_constraint_violation(&self) -> bool {
-        match self {
-            StoreError::Sql(sqlx::Error::Database(e)) => matches!(
-                e.kind(),
-                sqlx::error::ErrorKind::CheckViolation
-                    | sqlx::error::ErrorKind::UniqueViolation
-                    | sqlx::error::ErrorKind::NotNullViolation
-            ),
-            _ => false,
-        }
+        matches!(
+            self,
+            StoreError::Database {
+                constraint: true,
+                ..
+            }
+        )
     }
 }

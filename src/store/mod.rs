@@ -71,6 +71,6 @@ mod error;
 pub mod sqlite;
 pub mod types;
 
-pub use error::StoreError;
+pub use error::{BackendError, StoreError};
 pub use sqlite::{Enqueuer, IdChunk, Store};
 pub use types::*;

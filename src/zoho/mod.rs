@@ -2,6 +2,19 @@
 //! into per-ID results or a classified [`ZohoError`]. It knows nothing of the
 //! queue.
 //!
+//! * `vocab.rs`: Zoho's codes, job phases and hard limits as types;
+//! * `call.rs`: one [`Call`] per batch — what is sent and what a dry run shows;
+//! * `answer.rs`: answers → [`BatchAnswer`] or a [`ZohoError`];
+//! * `auth.rs`: the refresh-token grant and the token cache;
+//! * here: the client of one org ([`ZohoClient::new`]): slots, rate, the
+//!   401 repeat, and what every endpoint's answer shares (429, 5xx, token
+//!   and permission codes).
+//!
+//! Adding a Zoho operation: a [`Call`] variant. Adding an answer: its code
+//! in `vocab.rs`, its reading in `answer.rs`, its decision in the worker's
+//! `outcome.rs`. An org setting: a key of `[zoho]` or `[limits]`, read in
+//! [`ZohoClient::new`].
+//!
 //! Every API call passes two gates, in this order: a [`CallSlot`] (the
 //! concurrency cap, `limits.max_concurrency`) and then a token from the rate
 //! limiter (`limits.requests_per_second`, `limits.burst`). The delete methods

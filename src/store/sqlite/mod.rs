@@ -29,6 +29,27 @@ pub use queue::{Enqueuer, IdChunk};
 use super::StoreError;
 use super::types::{Depth, LeaseToken, Recorded, RowOutcome};
 
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        let constraint = matches!(&e, sqlx::Error::Database(d) if matches!(
+            d.kind(),
+            sqlx::error::ErrorKind::CheckViolation
+                | sqlx::error::ErrorKind::UniqueViolation
+                | sqlx::error::ErrorKind::NotNullViolation
+        ));
+        StoreError::Database {
+            source: Box::new(e),
+            constraint,
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> StoreError {
+        StoreError::Migrate(Box::new(e))
+    }
+}
+
 /// The queue's handle: a small pool of SQLite connections in WAL mode.
 #[derive(Clone)]
 pub struct Store {
@@ -152,7 +173,7 @@ impl Store {
             .await
             .map_err(|source| StoreError::Open {
                 path: path.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let writer = options
             // Statement journals and json_each's temporary tables in memory.
@@ -163,7 +184,7 @@ impl Store {
             .await
             .map_err(|source| StoreError::Open {
                 path: path.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let store = Store {
             pool,
@@ -314,7 +335,7 @@ fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
     if url.starts_with("sqlite:") {
         SqliteConnectOptions::from_str(url).map_err(|source| StoreError::BadUrl {
             url: url.to_string(),
-            source,
+            source: Box::new(source),
         })
     } else {
         Ok(SqliteConnectOptions::new().filename(Path::new(url)))
