@@ -329,6 +329,11 @@ async fn retry_requeues_failed_rows_and_the_next_drain_deletes_them() {
     );
     assert!(zdel(&env, &["drain"], None).status.success());
     assert_eq!(env.count_in_state("succeeded").await, 5);
+    assert_eq!(
+        env.ids_in_state(zdel::store::RequestState::Succeeded).await,
+        all,
+        "exactly the five Leads IDs, and not the cancelled Deals one"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::config::Config;
+use crate::zoho::MAX_RECORDS_PER_VIEW_JOB;
 use crate::store::NewJob;
 
 #[derive(Debug, Args)]
@@ -69,6 +70,9 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
             }
         );
     }
+    println!(
+        "limit:     Zoho deletes at most {MAX_RECORDS_PER_VIEW_JOB} records a job; if the view holds more, queue it again once this job completes"
+    );
     super::confirm(
         &format!(
             "EVERY record in custom view {} of {}{territory} will be deleted (they stay in Zoho's recycle bin for 60 days)",
