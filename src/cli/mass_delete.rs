@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::config::Config;
-use crate::zoho::MAX_RECORDS_PER_VIEW_JOB;
 use crate::store::NewJob;
+use crate::zoho::MAX_RECORDS_PER_VIEW_JOB;
 
 #[derive(Debug, Args)]
 pub struct Opts {
