@@ -13,7 +13,8 @@ use std::path::Path;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::zoho::MAX_IDS_PER_DELETE;
+// Zoho's limit, from the leaf module of its vocabulary (which imports nothing).
+use crate::zoho::vocab::MAX_IDS_PER_DELETE;
 use serde::Deserialize;
 
 /// The built-in defaults: the same file as `config/default.toml` in the repo.

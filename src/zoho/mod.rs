@@ -25,7 +25,7 @@ mod answer;
 mod auth;
 mod call;
 mod error;
-mod vocab;
+pub mod vocab;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
