@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::store::{JobState, RequestState};
+use crate::store::{JobState, RequestState, StatusReport};
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -17,20 +17,52 @@ pub struct Opts {
 }
 
 pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
-    let store = super::open_store(&config).await?;
-    let report = store.status(now_ms()).await?;
-    let cap = config.limits.max_deletions_per_day;
-    let last_24h = store.succeeded_since(now_ms() - 24 * 3600 * 1000).await?;
-    let jobs: Vec<(JobState, i64)> = store
-        .depth()
-        .await?
-        .jobs
-        .into_iter()
-        .map(|j| (j.state, j.count))
-        .collect();
-    store.close().await;
+    let snap = Snapshot::read(&config).await?;
     if opts.json {
-        let mut value = serde_json::to_value(&report)?;
+        println!("{}", serde_json::to_string_pretty(&snap.json()?)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_counts(&snap.report);
+    print_daily_cap(&snap);
+    print_waiting(&snap.report);
+    print_jobs(&snap.jobs);
+    print_pauses(&snap.report);
+    print_recent_errors(&snap.report);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `status` shows, read once.
+struct Snapshot {
+    report: StatusReport,
+    cap: u64,
+    last_24h: i64,
+    jobs: Vec<(JobState, i64)>,
+}
+
+impl Snapshot {
+    async fn read(config: &Config) -> anyhow::Result<Snapshot> {
+        let store = super::open_store(config).await?;
+        let report = store.status(now_ms()).await?;
+        let last_24h = store.succeeded_since(now_ms() - 24 * 3600 * 1000).await?;
+        let jobs = store
+            .depth()
+            .await?
+            .jobs
+            .into_iter()
+            .map(|j| (j.state, j.count))
+            .collect();
+        store.close().await;
+        Ok(Snapshot {
+            report,
+            cap: config.limits.max_deletions_per_day,
+            last_24h,
+            jobs,
+        })
+    }
+
+    fn json(&self) -> anyhow::Result<serde_json::Value> {
+        let (report, cap, last_24h, jobs) = (&self.report, self.cap, self.last_24h, &self.jobs);
+        let mut value = serde_json::to_value(report)?;
         value["succeeded_last_24h"] = last_24h.into();
         value["max_deletions_per_day"] = cap.into();
         value["daily_cap_reached"] = (cap > 0 && last_24h as u64 >= cap).into();
@@ -39,9 +71,12 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
             .map(|(state, n)| (state.as_str().to_string(), serde_json::Value::from(*n)))
             .collect::<serde_json::Map<_, _>>()
             .into();
-        println!("{}", serde_json::to_string_pretty(&value)?);
-        return Ok(ExitCode::SUCCESS);
+        Ok(value)
     }
+}
+
+/// Rows by module and operation, a column per state, and the totals.
+fn print_counts(report: &StatusReport) {
     let mut by_lane: BTreeMap<(String, String), [i64; 5]> = BTreeMap::new();
     for row in &report.counts {
         let entry = by_lane
@@ -61,6 +96,10 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         }
     }
     println!("{}", table_line("total", "", &totals));
+}
+
+fn print_daily_cap(snap: &Snapshot) {
+    let (cap, last_24h) = (snap.cap, snap.last_24h);
     if cap > 0 {
         println!(
             "\n{last_24h} deletion(s) succeeded in the last 24 hours (limits.max_deletions_per_day = {cap})"
@@ -71,6 +110,9 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
             );
         }
     }
+}
+
+fn print_waiting(report: &StatusReport) {
     if report.waiting_to_retry > 0 {
         println!(
             "\n{} pending request(s) are waiting out a retry delay",
@@ -83,6 +125,9 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
             report.mass_delete_without_workflow
         );
     }
+}
+
+fn print_jobs(jobs: &[(JobState, i64)]) {
     if !jobs.is_empty() {
         let list: Vec<String> = jobs
             .iter()
@@ -101,6 +146,9 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
             );
         }
     }
+}
+
+fn print_pauses(report: &StatusReport) {
     if report.pauses.is_empty() {
         println!("\nno paused lanes");
     } else {
@@ -115,6 +163,9 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         }
         println!("  restart with `zdel resume --module M` (or --all) once the cause is fixed");
     }
+}
+
+fn print_recent_errors(report: &StatusReport) {
     if !report.recent_errors.is_empty() {
         println!("\nrecent errors:");
         for e in &report.recent_errors {
@@ -130,7 +181,6 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// One line of the counts table: module, operation, then a column per request state.
