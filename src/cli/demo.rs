@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::sandbox::{self, Faults, Sandbox};
+use crate::sandbox::{self, Faults, Sandbox, SandboxHandle};
 use crate::store::{RequestState, RequestTemplate, Store};
 use crate::worker::{self, RunMode};
 use crate::zoho::ResultCode;
@@ -46,23 +46,8 @@ pub async fn run(config_file: Option<&Path>, opts: Opts) -> anyhow::Result<ExitC
     if !(0.0..=1.0).contains(&opts.error_rate) {
         return Err(super::UsageError("--error-rate must be between 0 and 1".into()).into());
     }
-    for suffix in ["", "-wal", "-shm"] {
-        let path = format!("{}{suffix}", opts.database);
-        if let Err(e) = std::fs::remove_file(&path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            return Err(anyhow::anyhow!("could not replace {path}: {e}"));
-        }
-    }
-    let faults = Faults {
-        latency: Duration::from_millis(opts.latency_ms),
-        error_5xx_rate: opts.error_rate,
-        error_5xx_after_delete_rate: opts.error_rate / 5.0,
-        drop_after_delete_rate: opts.error_rate / 5.0,
-        token_ttl: Duration::from_secs(3),
-        ..Faults::default()
-    };
-    let handle = Sandbox::start("127.0.0.1:0", faults).await?;
+    remove_old_database(&opts.database)?;
+    let handle = start_sandbox(&opts).await?;
     // The user's config and environment, pointed at the sandbox and
     // tuned for a demo (the same sandbox settings the tests use).
     let mut env: Vec<(String, String)> = std::env::vars().collect();
@@ -74,11 +59,61 @@ pub async fn run(config_file: Option<&Path>, opts: Opts) -> anyhow::Result<ExitC
         Duration::from_millis(config.database.busy_timeout_ms),
     )
     .await?;
-
     println!(
         "zdel demo: a fake Zoho at {} (503s, ambiguous 500s, dropped connections, 3 s tokens)",
         handle.url()
     );
+    let total = seed_and_enqueue(&store, &handle.sandbox, &opts).await?;
+    println!(
+        "queued {total} IDs in {} across {}",
+        config.database.url,
+        MODULES.join(", ")
+    );
+    let client = Arc::new(super::zoho_client(&config)?);
+    let (summary, elapsed) = drain_with_progress(&store, &client, &config, total).await?;
+    report(
+        &store,
+        &handle.sandbox,
+        &client,
+        &config,
+        &opts,
+        &summary,
+        elapsed,
+    )
+    .await?;
+    handle.stop();
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's database starts empty every time.
+fn remove_old_database(database: &str) -> anyhow::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", database);
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(anyhow::anyhow!("could not replace {path}: {e}"));
+        }
+    }
+    Ok(())
+}
+
+/// The sandbox with the demo's faults switched on.
+async fn start_sandbox(opts: &Opts) -> anyhow::Result<SandboxHandle> {
+    let faults = Faults {
+        latency: Duration::from_millis(opts.latency_ms),
+        error_5xx_rate: opts.error_rate,
+        error_5xx_after_delete_rate: opts.error_rate / 5.0,
+        drop_after_delete_rate: opts.error_rate / 5.0,
+        token_ttl: Duration::from_secs(3),
+        ..Faults::default()
+    };
+    Ok(Sandbox::start("127.0.0.1:0", faults).await?)
+}
+
+/// Make the demo's records (1 in 97 missing) and queue them all; how many were queued.
+async fn seed_and_enqueue(store: &Store, sandbox: &Sandbox, opts: &Opts) -> anyhow::Result<u64> {
     let mut enqueuer = store.begin_enqueue().await?;
     let mut total = 0u64;
     for (m, module) in MODULES.iter().enumerate() {
@@ -86,7 +121,7 @@ pub async fn run(config_file: Option<&Path>, opts: Opts) -> anyhow::Result<ExitC
         let ids: Vec<String> = (0..count)
             .map(|i| format!("36523970{:02}{:09}", m + 1, i))
             .collect();
-        handle.sandbox.add_records(
+        sandbox.add_records(
             module,
             ids.iter()
                 .enumerate()
@@ -99,13 +134,16 @@ pub async fn run(config_file: Option<&Path>, opts: Opts) -> anyhow::Result<ExitC
             .await?;
     }
     enqueuer.commit().await?;
-    println!(
-        "queued {total} IDs in {} across {}",
-        config.database.url,
-        MODULES.join(", ")
-    );
+    Ok(total)
+}
 
-    let client = Arc::new(super::zoho_client(&config)?);
+/// Drain the queue with a progress bar; the run's summary and elapsed time.
+async fn drain_with_progress(
+    store: &Store,
+    client: &Arc<crate::zoho::ZohoClient>,
+    config: &Config,
+    total: u64,
+) -> anyhow::Result<(worker::RunSummary, Duration)> {
     let shutdown = CancellationToken::new();
     super::serve::spawn_signal_listener(shutdown.clone(), None);
     let started = Instant::now();
@@ -131,7 +169,7 @@ pub async fn run(config_file: Option<&Path>, opts: Opts) -> anyhow::Result<ExitC
     let summary = worker::run(
         store.clone(),
         client.clone(),
-        super::worker_settings(&config),
+        super::worker_settings(config),
         RunMode::Drain,
         shutdown,
     )
@@ -143,7 +181,20 @@ pub async fn run(config_file: Option<&Path>, opts: Opts) -> anyhow::Result<ExitC
     }
     progress.finish_and_clear();
 
-    let stats = handle.sandbox.stats();
+    Ok((summary, elapsed))
+}
+
+/// IDs by outcome and what each means; calls against the minimum; peaks; rate.
+async fn report(
+    store: &Store,
+    sandbox: &Sandbox,
+    client: &crate::zoho::ZohoClient,
+    config: &Config,
+    opts: &Opts,
+    summary: &worker::RunSummary,
+    elapsed: Duration,
+) -> anyhow::Result<()> {
+    let stats = sandbox.stats();
     let counts = store.outcome_code_counts().await?;
     let finished: i64 = counts
         .iter()
@@ -200,9 +251,7 @@ pub async fn run(config_file: Option<&Path>, opts: Opts) -> anyhow::Result<ExitC
         "\nlook closer:  ZDEL__DATABASE__URL={} zdel outcomes --state failed",
         config.database.url
     );
-    handle.stop();
-    store.close().await;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The demo's own settings, as `ZDEL__*` variables over the user's.
