@@ -128,7 +128,7 @@ pub(super) async fn apply_error_effects(
     let clock = shared.clock();
     let Some(change) = shared
         .gates
-        .on_error(&shared.org, module, lane, error, clock.now())
+        .on_error(shared.org(), module, lane, error, clock.now())
     else {
         return;
     };

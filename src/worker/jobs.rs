@@ -33,7 +33,7 @@ pub(super) async fn start_due_jobs(
     }
     let mut started = 0;
     loop {
-        let skip: Vec<String> = shared.gates.paused_modules(&shared.org);
+        let skip: Vec<String> = shared.gates.paused_modules(shared.org());
         let Some(action) = shared
             .store
             .next_job_action(

@@ -81,8 +81,6 @@ struct Shared {
     store: Store,
     client: Arc<ZohoClient>,
     settings: WorkerSettings,
-    /// The org this worker serves (its client's).
-    org: OrgId,
     gates: Gates,
     /// Wakes the idle dispatcher when a batch finishes.
     batch_done: Notify,
@@ -93,6 +91,11 @@ struct Shared {
 impl Shared {
     fn clock(&self) -> Clock {
         self.settings.clock
+    }
+
+    /// The org this worker serves: its client's.
+    fn org(&self) -> &OrgId {
+        self.client.org()
     }
 }
 
@@ -171,7 +174,6 @@ impl Dispatcher {
         Dispatcher {
             shared: Arc::new(Shared {
                 store,
-                org: client.org().clone(),
                 client,
                 settings,
                 gates: Gates::default(),
@@ -200,7 +202,7 @@ impl Dispatcher {
             return Step::Stop(StopReason::Shutdown);
         }
         self.maintain_if_due().await;
-        let org = &self.shared.org;
+        let org = self.shared.org();
         if self.shared.gates.all_paused(org) {
             return self.wait_for_credentials().await;
         }
@@ -264,7 +266,7 @@ impl Dispatcher {
                 jobs::log_jobs_in_dry_run(shared).await;
                 self.dry_run_jobs_logged = true;
             }
-        } else if !shared.gates.all_paused(&shared.org)
+        } else if !shared.gates.all_paused(shared.org())
             && !matches!(self.daily_budget().await, Some(0))
         {
             match jobs::start_due_jobs(shared, &mut self.tasks, &self.shutdown).await {
@@ -357,14 +359,14 @@ impl Dispatcher {
         budget: Option<u64>,
     ) -> Result<Vec<ClaimedBatch>, StoreError> {
         let shared = &self.shared;
-        let skip_modules = shared.gates.paused_modules(&shared.org);
+        let skip_modules = shared.gates.paused_modules(shared.org());
         let skip_lanes = shared.gates.cooling_lanes(shared.clock().now());
         let limit_for = |lane: &LaneKey| shared.settings.batch_limit(lane);
         for rediscover in [self.lanes.is_empty(), true] {
             if rediscover {
                 // This worker serves its client's org only.
                 self.lanes = shared.store.pending_lanes().await?;
-                self.lanes.retain(|lane| lane.org == shared.org);
+                self.lanes.retain(|lane| &lane.org == shared.org());
             }
             let claimed = shared
                 .store
@@ -407,7 +409,7 @@ impl Dispatcher {
     /// done; otherwise wait.
     async fn when_nothing_is_due(&mut self) -> Step {
         if self.mode == RunMode::Drain && self.tasks.is_empty() {
-            let paused = self.shared.gates.paused_modules(&self.shared.org);
+            let paused = self.shared.gates.paused_modules(self.shared.org());
             match drain_outlook(&self.shared, &paused).await {
                 Ok(Some(reason)) => return Step::Stop(reason),
                 Ok(None) => {}
@@ -499,7 +501,7 @@ async fn maintenance(shared: &Shared) -> Result<(), StoreError> {
         );
     }
     let pauses = shared.store.pauses().await?;
-    shared.gates.set_pauses(&shared.org, &pauses);
+    shared.gates.set_pauses(shared.org(), &pauses);
     metrics::gauge!("zdel_lanes_paused").set(pauses.len() as f64);
     Ok(())
 }
@@ -512,7 +514,7 @@ async fn probe_credentials(shared: &Shared) -> Result<(), String> {
                 warn!(error = %e, "credentials work again, but the pause could not be lifted");
                 return Err(e.to_string());
             }
-            shared.gates.lift_all_pause(&shared.org);
+            shared.gates.lift_all_pause(shared.org());
             info!("Zoho accepts the credentials again: resuming all lanes");
             Ok(())
         }

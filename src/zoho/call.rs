@@ -41,13 +41,13 @@ impl Call<'_> {
     }
 
     /// The IDs this call names (the ones Zoho answers for).
-    pub fn ids(&self) -> Vec<&str> {
+    pub fn ids(&self) -> &[&str] {
         match self {
             Call::DeleteRecords { ids, .. }
             | Call::MassDeleteIds { ids, .. }
             | Call::Delink { ids, .. }
-            | Call::DeleteContactRoles { ids } => ids.clone(),
-            Call::DeletePhoto { record_id, .. } => vec![record_id],
+            | Call::DeleteContactRoles { ids } => ids,
+            Call::DeletePhoto { record_id, .. } => std::slice::from_ref(record_id),
         }
     }
 
@@ -83,12 +83,13 @@ impl Call<'_> {
         http: &reqwest::Client,
         base: &url::Url,
     ) -> reqwest::RequestBuilder {
-        let ids = self.ids().join(",");
+        // The `ids` query parameter, for the calls that take one.
+        let ids = || self.ids().join(",");
         match self {
             Call::DeleteRecords {
                 module, wf_trigger, ..
             } => http.delete(with_segments(base, &[module])).query(&[
-                ("ids", ids.as_str()),
+                ("ids", ids().as_str()),
                 ("wf_trigger", bool_text(*wf_trigger)),
             ]),
             Call::MassDeleteIds { module, ids } => http
@@ -101,10 +102,10 @@ impl Call<'_> {
                 ..
             } => http
                 .delete(with_segments(base, &[module, record_id, related_list]))
-                .query(&[("ids", ids.as_str())]),
+                .query(&[("ids", ids().as_str())]),
             Call::DeleteContactRoles { .. } => http
                 .delete(with_segments(base, &["Contacts", "roles"]))
-                .query(&[("ids", ids.as_str())]),
+                .query(&[("ids", ids().as_str())]),
             Call::DeletePhoto { module, record_id } => {
                 http.delete(with_segments(base, &[module, record_id, "photo"]))
             }
@@ -171,6 +172,6 @@ mod tests {
             photo.request(&http, &base).build().unwrap().url().path(),
             "/crm/v8/Leads/5/photo"
         );
-        assert_eq!(photo.ids(), vec!["5"]);
+        assert_eq!(photo.ids(), ["5"]);
     }
 }
