@@ -56,6 +56,7 @@ pub struct HttpConfig {
 pub struct MassDeleteConfig {
     pub poll_interval_ms: u64,
     pub max_poll_interval_ms: u64,
+    pub max_unknown_polls: u32,
 }
 
 /// `zoho.delete_strategy`.
@@ -112,6 +113,9 @@ pub struct LimitsConfig {
     pub burst: u32,
     pub max_concurrency: u32,
     pub max_deletions_per_day: u64,
+    pub max_throttle_backoff_ms: u64,
+    pub max_credits_per_day: u64,
+    pub min_credits_remaining: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

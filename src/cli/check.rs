@@ -25,11 +25,25 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     );
     let client = super::zoho_client(&config)?;
     match client.check_credentials().await {
-        Ok(()) => {
+        Ok(token) => {
             println!(
                 "credentials: ok (client {} got an access token from {})",
                 config.zoho.client_id, config.zoho.accounts_url
             );
+            let api = if config.zoho.api_domain.is_empty() {
+                token.api_domain.clone()
+            } else {
+                config.zoho.api_domain.clone()
+            };
+            println!("api host:    {api}/crm/{}", config.zoho.api_version);
+            match &token.scope {
+                Some(scope) => println!(
+                    "scope:       {scope} (as the token answer names it; see the README's scope table)"
+                ),
+                None => println!(
+                    "scope:       not named by the token answer; a missing scope shows as OAUTH_SCOPE_MISMATCH and pauses only that operation"
+                ),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

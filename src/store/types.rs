@@ -168,6 +168,40 @@ db_states! {
 /// The pause scope that stops every lane (the OAuth client or refresh token was rejected).
 pub const PAUSE_ALL: &str = "*";
 
+/// What a pause's `scope` stops: everything (`*`), a module (`Leads`), or
+/// one operation of a module (`Leads/mass_delete`, when the token lacks
+/// that operation's scope). Module names never hold a `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PausedScope {
+    All,
+    Module(String),
+    Operation { module: String, operation: String },
+}
+
+impl PausedScope {
+    pub fn parse(scope: &str) -> PausedScope {
+        if scope == PAUSE_ALL {
+            return PausedScope::All;
+        }
+        match scope.split_once('/') {
+            Some((module, operation)) => PausedScope::Operation {
+                module: module.to_string(),
+                operation: operation.to_string(),
+            },
+            None => PausedScope::Module(scope.to_string()),
+        }
+    }
+
+    /// The `scope` column's text.
+    pub fn as_scope(&self) -> String {
+        match self {
+            PausedScope::All => PAUSE_ALL.to_string(),
+            PausedScope::Module(module) => module.clone(),
+            PausedScope::Operation { module, operation } => format!("{module}/{operation}"),
+        }
+    }
+}
+
 /// Identifies one claim. Every later update of the claimed rows must present
 /// it: a claim whose lease expired and was reaped can no longer write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -364,6 +398,8 @@ pub struct JobRow {
     pub failed_count: Option<i64>,
     pub post_attempts: i64,
     pub polls: i64,
+    /// Polls in a row that said nothing about the job (see `JobUpdate::PollUnknown`).
+    pub unknown_polls: i64,
     pub next_action_at: i64,
     pub last_error: Option<String>,
     pub created_at: i64,
@@ -406,8 +442,14 @@ pub enum JobUpdate {
         counts: JobCounts,
         next_poll_at: i64,
     },
-    /// A poll failed: running stays running; the error is noted.
+    /// A poll could not be made (throttled, paused, token outage): running
+    /// stays running; the error is noted, the poll is not counted.
     PollFailed { next_poll_at: i64, error: String },
+    /// A poll was answered with nothing about the job (404, 204, an
+    /// unreadable body): counted, and in `unknown_polls` too.
+    PollUnknown { next_poll_at: i64, error: String },
+    /// The last of `mass_delete.max_unknown_polls` such polls: running → uncertain.
+    PollsExhausted { error: String },
     /// The job ended: running → completed / failed (or scheduling → completed
     /// when the view was empty).
     Finished {
@@ -568,4 +610,7 @@ pub struct LiveJobs {
     pub live: i64,
     /// Of those, uncertain: they wait for an operator.
     pub uncertain: i64,
+    /// Of those, being posted or running at Zoho: while one runs, Zoho
+    /// takes no other mass delete of the org.
+    pub at_zoho: i64,
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use super::gates::GateChange;
+use super::gates::{GateChange, Target};
 use super::{Shared, outcome};
-use crate::store::{ClaimedBatch, LaneKey, Operation, PAUSE_ALL, RequestState, Strategy};
+use crate::store::{ClaimedBatch, LaneKey, Operation, PausedScope, RequestState, Strategy};
 use crate::zoho::{Call, CallSlot, ZohoError};
 
 /// Make one call for a claimed batch and record every row's outcome.
@@ -46,7 +46,21 @@ pub(super) async fn run_batch(shared: Arc<Shared>, batch: ClaimedBatch, slot: Ca
             ),
             Err(e) => warn!(code = e.code(), error = %e, elapsed_ms, "call failed"),
         }
-        apply_lane_effects(&shared, &batch.lane, &result).await;
+        let target = Target {
+            module: &batch.lane.module,
+            operation: scope_operation(&batch.lane, strategy),
+        };
+        if !matches!(result, Err(ZohoError::RateLimited { .. })) {
+            shared.gates.answered(shared.org());
+        }
+        match &result {
+            Err(e) => apply_error_effects(&shared, target, e).await,
+            Ok(answer) => {
+                if let Some(effect) = outcome::gate_effect(answer) {
+                    apply_error_effects(&shared, target, &effect).await;
+                }
+            }
+        }
         if let Err(e) = &result
             && matches!(
                 e,
@@ -61,6 +75,7 @@ pub(super) async fn run_batch(shared: Arc<Shared>, batch: ClaimedBatch, slot: Ca
             &batch,
             &result,
             &shared.settings.retry,
+            shared.waits(),
             now,
             rand::random::<f64>,
         );
@@ -105,31 +120,35 @@ fn call_for(batch: &ClaimedBatch, strategy: Strategy) -> Call<'_> {
     }
 }
 
-/// Pauses and cooldowns that a whole-call error puts on the lane.
-async fn apply_lane_effects(
-    shared: &Shared,
-    lane: &LaneKey,
-    result: &Result<crate::zoho::BatchAnswer, ZohoError>,
-) {
-    if let Err(e) = result {
-        apply_error_effects(shared, &lane.module, Some(lane), e).await;
+/// The operation as OAuth scopes name it, for a lane sent with `strategy`:
+/// a token may hold the scope to delete records but not to mass-delete them.
+pub(super) fn scope_operation(lane: &LaneKey, strategy: Strategy) -> &'static str {
+    match lane.operation {
+        Operation::Delete if strategy == Strategy::MassDelete => MASS_DELETE,
+        Operation::Delete => "delete",
+        Operation::Delink => "delink",
+        Operation::DeleteContactRole => "contact_role",
+        Operation::DeletePhoto => "photo",
     }
 }
 
-/// Close the gates a whole-call error asks for (a permission error pauses
-/// `module`; rejected credentials pause everything; a token outage stops
-/// claims; a 429 cools `lane` down), log it, and record pauses durably.
-pub(super) async fn apply_error_effects(
-    shared: &Shared,
-    module: &str,
-    lane: Option<&LaneKey>,
-    error: &ZohoError,
-) {
+/// The scope operation of ID-list mass deletes and custom-view jobs.
+pub(super) const MASS_DELETE: &str = "mass_delete";
+
+/// Close the gates a whole-call error asks for (a scope error pauses the
+/// operation, a permission error the module, rejected credentials
+/// everything; a token outage stops claims; a 429 backs the org off;
+/// `ALREADY_SCHEDULED` holds mass deletes back), log it, and record pauses
+/// durably.
+pub(super) async fn apply_error_effects(shared: &Shared, target: Target<'_>, error: &ZohoError) {
     let clock = shared.clock();
-    let Some(change) = shared
-        .gates
-        .on_error(shared.org(), module, lane, error, clock.now())
-    else {
+    let Some(change) = shared.gates.on_error(
+        shared.org(),
+        target,
+        error,
+        clock.now(),
+        rand::random::<f64>(),
+    ) else {
         return;
     };
     let message = match error {
@@ -138,14 +157,19 @@ pub(super) async fn apply_error_effects(
         | ZohoError::Unavailable { message, .. } => message.as_str(),
         _ => "",
     };
+    let module = target.module;
     let scope = match change {
+        GateChange::PausedOperation { module, operation } => {
+            error!(module = %module, operation = %operation, code = %error.code(), "the token lacks the scope for this operation: pausing {operation} in {module} (its other operations go on); grant the scope (see the README's scope table), then `zdel resume --module {module}`");
+            PausedScope::Operation { module, operation }
+        }
         GateChange::PausedModule { .. } => {
             error!(module = %module, code = %error.code(), "permission error: pausing this module's lane; run `zdel resume --module {module}` once fixed");
-            module
+            PausedScope::Module(module.to_string())
         }
         GateChange::PausedAll => {
             error!(code = %error.code(), "{message}: pausing all work until the credentials are fixed");
-            PAUSE_ALL
+            PausedScope::All
         }
         GateChange::TokenOutage { retry_after } => {
             warn!(
@@ -154,16 +178,25 @@ pub(super) async fn apply_error_effects(
             );
             return;
         }
-        GateChange::CooledDown { cooldown } => {
-            if let Some(lane) = lane {
-                warn!(lane = %lane, cooldown_ms = cooldown.as_millis() as u64, "429: slowing this lane");
-            }
+        GateChange::Throttled { backoff, streak } => {
+            warn!(
+                backoff_ms = backoff.as_millis() as u64,
+                streak,
+                "429: the whole org backs off, then sends one call at a time until Zoho answers"
+            );
+            return;
+        }
+        GateChange::MassDeleteBusy { wait } => {
+            warn!(
+                wait_ms = wait.as_millis() as u64,
+                "ALREADY_SCHEDULED: another mass action runs; ID-list mass deletes wait (no attempt spent)"
+            );
             return;
         }
     };
     if let Err(e) = shared
         .store
-        .pause(scope, error.code(), message, clock.now_ms())
+        .pause(&scope.as_scope(), error.code(), message, clock.now_ms())
         .await
     {
         warn!(error = %e, "could not record the pause; it holds in this process only");

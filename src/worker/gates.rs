@@ -1,9 +1,11 @@
-//! The gates a claim must pass, in one place: pauses (a module's lane, or
-//! everything after the credentials were rejected), 429 cool-downs, a
-//! token-endpoint outage, and the daily cap's IDs in flight. Every key
-//! carries the org. Read by the dispatcher before each claim, written by
-//! the tasks that saw Zoho's answer and by maintenance (the `pauses`
-//! table, reread every poll interval, is the durable copy of the pauses).
+//! The gates a claim must pass, in one place: pauses (one operation of a
+//! module, a whole module, or everything after the credentials were
+//! rejected), the org's 429 back-off, a token-endpoint outage, another mass
+//! action running, and the daily cap's IDs in flight. Every key carries the
+//! org. Read by the dispatcher before each claim, written by the tasks that
+//! saw Zoho's answer and by maintenance (the `pauses` table, reread every
+//! poll interval, is the durable copy of the pauses). Which answer closes
+//! which gate is the decision table's ([`super::outcome::for_call`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -12,68 +14,123 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::outcome::DEFAULT_RATE_LIMIT_COOLDOWN_MS;
+use super::outcome::{Decision, PauseScope, for_call};
 use crate::org::OrgId;
-use crate::store::{LaneKey, PAUSE_ALL, Pause};
+use crate::store::{Pause, PausedScope};
 use crate::sync::lock;
 use crate::zoho::ZohoError;
+
+/// The first back-off after a 429 that names no `Retry-After`; it doubles
+/// with every 429 in a row, up to `limits.max_throttle_backoff_ms`.
+pub const THROTTLE_BASE_MS: u64 = 2_000;
 
 /// What a whole-call error asks of the gates, for the caller to log and
 /// make durable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GateChange {
-    /// A permission error: the module's lane is paused until resumed.
+    /// A scope error: this operation of the module is paused until resumed.
+    PausedOperation { module: String, operation: String },
+    /// A permission error: the module is paused until resumed.
     PausedModule { module: String },
     /// The credentials were rejected: every lane of the org is paused.
     PausedAll,
-    /// The token endpoint is down: no claims of the org for `retry_after`.
+    /// The token endpoint is down or throttling: no claims of the org for `retry_after`.
     TokenOutage { retry_after: Duration },
-    /// A 429: this lane cools down.
-    CooledDown { cooldown: Duration },
+    /// A 429: the whole org backs off; `streak` 429s in a row so far.
+    Throttled { backoff: Duration, streak: u32 },
+    /// Another mass action runs: no ID-list mass delete of the org for `wait`.
+    MassDeleteBusy { wait: Duration },
+}
+
+/// What a call was about, for the gates it may close.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub module: &'a str,
+    /// The operation as scopes name it: `delete`, `mass_delete`, `delink`,
+    /// `contact_role`, `photo`.
+    pub operation: &'a str,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Throttle {
+    streak: u32,
+    until: Instant,
 }
 
 #[derive(Default)]
 struct State {
+    paused_operations: HashSet<(OrgId, String, String)>,
     paused_modules: HashSet<(OrgId, String)>,
     paused_orgs: HashSet<OrgId>,
-    cooldowns: HashMap<LaneKey, Instant>,
+    throttles: HashMap<OrgId, Throttle>,
     token_outage_until: HashMap<OrgId, Instant>,
+    mass_delete_busy_until: HashMap<OrgId, Instant>,
 }
 
 /// The gates of every lane. Cheap to read; never held across an await.
-#[derive(Default)]
 pub struct Gates {
     state: Mutex<State>,
+    /// The longest 429 back-off (`limits.max_throttle_backoff_ms`).
+    max_throttle_backoff: Duration,
+    /// How long an `ALREADY_SCHEDULED` holds ID-list mass deletes back.
+    busy_wait: Duration,
     /// IDs in calls in flight: they count against the daily cap before they succeed.
     in_flight: AtomicU64,
 }
 
+impl Default for Gates {
+    fn default() -> Self {
+        Gates::new(Duration::from_secs(60), Duration::from_secs(5))
+    }
+}
+
 impl Gates {
-    /// Apply what a whole-call error means for `org`, `module` and (for a
-    /// 429) `lane`, at `now`. Returns the change, if any.
+    pub fn new(max_throttle_backoff: Duration, busy_wait: Duration) -> Gates {
+        Gates {
+            state: Mutex::new(State::default()),
+            max_throttle_backoff,
+            busy_wait,
+            in_flight: AtomicU64::new(0),
+        }
+    }
+
+    /// Apply what a whole-call error means for `org` and `target`, at `now`
+    /// (`unit`: a random number in [0, 1) for the 429 jitter). Returns the
+    /// change, if any.
     pub fn on_error(
         &self,
         org: &OrgId,
-        module: &str,
-        lane: Option<&LaneKey>,
+        target: Target,
         error: &ZohoError,
         now: Instant,
+        unit: f64,
     ) -> Option<GateChange> {
         let mut state = lock(&self.state);
-        match error {
-            ZohoError::LanePaused { .. } => {
-                state
-                    .paused_modules
-                    .insert((org.clone(), module.to_string()));
-                Some(GateChange::PausedModule {
-                    module: module.to_string(),
+        match (for_call(error), error) {
+            (Decision::Pause(PauseScope::Operation), _) => {
+                state.paused_operations.insert((
+                    org.clone(),
+                    target.module.to_string(),
+                    target.operation.to_string(),
+                ));
+                Some(GateChange::PausedOperation {
+                    module: target.module.to_string(),
+                    operation: target.operation.to_string(),
                 })
             }
-            ZohoError::CredentialsRejected { .. } => {
+            (Decision::Pause(PauseScope::Module), _) => {
+                state
+                    .paused_modules
+                    .insert((org.clone(), target.module.to_string()));
+                Some(GateChange::PausedModule {
+                    module: target.module.to_string(),
+                })
+            }
+            (Decision::Pause(PauseScope::Credentials), _) => {
                 state.paused_orgs.insert(org.clone());
                 Some(GateChange::PausedAll)
             }
-            ZohoError::Unavailable { retry_after, .. } => {
+            (_, ZohoError::Unavailable { retry_after, .. }) => {
                 state
                     .token_outage_until
                     .insert(org.clone(), now + *retry_after);
@@ -81,15 +138,60 @@ impl Gates {
                     retry_after: *retry_after,
                 })
             }
-            ZohoError::RateLimited { retry_after, .. } => {
-                let lane = lane?;
-                let cooldown = retry_after
-                    .unwrap_or(Duration::from_millis(DEFAULT_RATE_LIMIT_COOLDOWN_MS as u64));
-                state.cooldowns.insert(lane.clone(), now + cooldown);
-                Some(GateChange::CooledDown { cooldown })
+            (_, ZohoError::RateLimited { retry_after, .. }) => {
+                let previous = state.throttles.get(org).copied();
+                let streak = previous.map_or(0, |t| t.streak).saturating_add(1);
+                let backoff = retry_after.unwrap_or_else(|| {
+                    let doubled = THROTTLE_BASE_MS.saturating_mul(1 << (streak - 1).min(20));
+                    let capped = Duration::from_millis(doubled).min(self.max_throttle_backoff);
+                    // Jitter in [½, 1] of the step: spread, but never shorter than half.
+                    capped.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
+                });
+                let until = previous.map_or(now, |t| t.until).max(now + backoff);
+                state
+                    .throttles
+                    .insert(org.clone(), Throttle { streak, until });
+                Some(GateChange::Throttled { backoff, streak })
             }
-            ZohoError::Transient { .. } | ZohoError::Rejected { .. } => None,
+            (_, ZohoError::Busy { .. }) => {
+                state
+                    .mass_delete_busy_until
+                    .insert(org.clone(), now + self.busy_wait);
+                Some(GateChange::MassDeleteBusy {
+                    wait: self.busy_wait,
+                })
+            }
+            _ => None,
         }
+    }
+
+    /// A call of `org` was answered by something other than a 429: the
+    /// throttle streak is over.
+    pub fn answered(&self, org: &OrgId) {
+        let mut state = lock(&self.state);
+        if let Some(t) = state.throttles.get_mut(org) {
+            t.streak = 0;
+        }
+    }
+
+    /// When `org` may call again after 429s (`None`: now), and how many
+    /// 429s came in a row (while non-zero, the dispatcher sends one call at
+    /// a time to find out whether the limit has lifted).
+    pub fn throttle(&self, org: &OrgId, now: Instant) -> (Option<Instant>, u32) {
+        let state = lock(&self.state);
+        match state.throttles.get(org) {
+            Some(t) => ((t.until > now).then_some(t.until), t.streak),
+            None => (None, 0),
+        }
+    }
+
+    /// Whether ID-list mass deletes of `org` are held back at `now`
+    /// (Zoho said another mass action runs).
+    pub fn mass_delete_busy(&self, org: &OrgId, now: Instant) -> bool {
+        lock(&self.state)
+            .mass_delete_busy_until
+            .get(org)
+            .is_some_and(|until| *until > now)
     }
 
     /// Replace the pauses with the durable ones (the `pauses` table, which
@@ -97,17 +199,35 @@ impl Gates {
     pub fn set_pauses(&self, org: &OrgId, pauses: &[Pause]) {
         let mut state = lock(&self.state);
         state.paused_modules.retain(|(o, _)| o != org);
-        state.paused_modules.extend(
-            pauses
-                .iter()
-                .filter(|p| p.scope != PAUSE_ALL)
-                .map(|p| (org.clone(), p.scope.clone())),
-        );
-        if pauses.iter().any(|p| p.scope == PAUSE_ALL) {
-            state.paused_orgs.insert(org.clone());
-        } else {
-            state.paused_orgs.remove(org);
+        state.paused_operations.retain(|(o, _, _)| o != org);
+        state.paused_orgs.remove(org);
+        for pause in pauses {
+            match PausedScope::parse(&pause.scope) {
+                PausedScope::All => {
+                    state.paused_orgs.insert(org.clone());
+                }
+                PausedScope::Module(module) => {
+                    state.paused_modules.insert((org.clone(), module));
+                }
+                PausedScope::Operation { module, operation } => {
+                    state
+                        .paused_operations
+                        .insert((org.clone(), module, operation));
+                }
+            }
         }
+    }
+
+    /// The (module, operation) pairs of `org` paused for a missing scope.
+    pub fn paused_operations(&self, org: &OrgId) -> Vec<(String, String)> {
+        let mut pairs: Vec<(String, String)> = lock(&self.state)
+            .paused_operations
+            .iter()
+            .filter(|(o, _, _)| o == org)
+            .map(|(_, m, op)| (m.clone(), op.clone()))
+            .collect();
+        pairs.sort();
+        pairs
     }
 
     /// Every lane of `org` is paused (its credentials were rejected).
@@ -146,13 +266,6 @@ impl Gates {
         modules
     }
 
-    /// The lanes still cooling down after a 429 at `now`.
-    pub fn cooling_lanes(&self, now: Instant) -> Vec<LaneKey> {
-        let mut state = lock(&self.state);
-        state.cooldowns.retain(|_, until| *until > now);
-        state.cooldowns.keys().cloned().collect()
-    }
-
     /// `ids` more are in a call.
     pub fn calls_started(&self, ids: usize) {
         self.in_flight.fetch_add(ids as u64, Ordering::SeqCst);
@@ -180,70 +293,56 @@ pub fn daily_budget(cap: u64, in_flight: u64, done: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Operation, Strategy};
-
-    fn lane(module: &str) -> LaneKey {
-        LaneKey {
-            org: OrgId::default(),
-            operation: Operation::Delete,
-            module: module.into(),
-            wf_trigger: true,
-            strategy: Strategy::Auto,
-        }
-    }
+    use crate::store::PAUSE_ALL;
 
     #[tokio::test(start_paused = true)]
-    async fn a_429_cools_its_lane_down_for_retry_after_then_reopens() {
-        let gates = Gates::default();
-        let (leads, deals) = (lane("Leads"), lane("Deals"));
-        let limited = ZohoError::RateLimited {
-            retry_after: Some(Duration::from_secs(7)),
-            message: "slow".into(),
+    async fn repeated_429s_back_the_whole_org_off_exponentially_up_to_the_cap() {
+        let gates = Gates::new(Duration::from_secs(60), Duration::from_secs(5));
+        let org = OrgId::default();
+        let target = Target {
+            module: "Leads",
+            operation: "delete",
         };
-        let change = gates.on_error(
-            &OrgId::default(),
-            "Leads",
-            Some(&leads),
-            &limited,
-            Instant::now(),
-        );
-        assert_eq!(
-            change,
-            Some(GateChange::CooledDown {
-                cooldown: Duration::from_secs(7)
-            })
-        );
-        assert_eq!(
-            gates.cooling_lanes(Instant::now()),
-            std::slice::from_ref(&leads)
-        );
-        tokio::time::advance(Duration::from_millis(6_999)).await;
-        assert_eq!(
-            gates.cooling_lanes(Instant::now()),
-            std::slice::from_ref(&leads)
-        );
-        tokio::time::advance(Duration::from_millis(1)).await;
-        assert!(gates.cooling_lanes(Instant::now()).is_empty());
-
-        // No Retry-After: the default cool-down, for that lane only.
         let bare = ZohoError::RateLimited {
             retry_after: None,
             message: "slow".into(),
         };
-        gates.on_error(
-            &OrgId::default(),
-            "Deals",
-            Some(&deals),
-            &bare,
-            Instant::now(),
+        // unit 1.0: the full step, 2 s, 4 s, 8 s, ... capped at 60 s.
+        let mut steps = Vec::new();
+        for _ in 0..8 {
+            let now = Instant::now();
+            match gates.on_error(&org, target, &bare, now, 1.0) {
+                Some(GateChange::Throttled { backoff, .. }) => steps.push(backoff.as_secs()),
+                other => panic!("expected a throttle, got {other:?}"),
+            }
+            let (until, _) = gates.throttle(&org, now);
+            tokio::time::advance(until.unwrap() - now).await;
+        }
+        assert_eq!(steps, [2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(gates.throttle(&org, Instant::now()), (None, 8));
+        // unit 0: half the step, never less.
+        let now = Instant::now();
+        gates.on_error(&org, target, &bare, now, 0.0);
+        assert_eq!(
+            gates.throttle(&org, now).0,
+            Some(now + Duration::from_secs(30))
         );
-        tokio::time::advance(Duration::from_millis(
-            DEFAULT_RATE_LIMIT_COOLDOWN_MS as u64 - 1,
-        ))
-        .await;
-        assert_eq!(gates.cooling_lanes(Instant::now()), [deals]);
-        tokio::time::advance(Duration::from_millis(1)).await;
-        assert!(gates.cooling_lanes(Instant::now()).is_empty());
+        // Another org is not held back; an answer ends the streak.
+        assert_eq!(gates.throttle(&OrgId::new("other"), now), (None, 0));
+        gates.answered(&org);
+        assert_eq!(gates.throttle(&org, now).1, 0);
+        // Retry-After, when Zoho names one, is the wait.
+        let named = ZohoError::RateLimited {
+            retry_after: Some(Duration::from_secs(7)),
+            message: "slow".into(),
+        };
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let now = Instant::now();
+        gates.on_error(&org, target, &named, now, 0.3);
+        assert_eq!(
+            gates.throttle(&org, now).0,
+            Some(now + Duration::from_secs(7))
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -257,7 +356,11 @@ mod tests {
             retry_after: Duration::from_secs(15),
         };
         let start = Instant::now();
-        gates.on_error(&org, "Leads", None, &down, start);
+        let target = Target {
+            module: "Leads",
+            operation: "delete",
+        };
+        gates.on_error(&org, target, &down, start, 0.5);
         assert_eq!(
             gates.token_outage_until(&org, Instant::now()),
             Some(start + Duration::from_secs(15))
@@ -277,12 +380,20 @@ mod tests {
             message: "m".into(),
             paused_at: 0,
         };
-        gates.set_pauses(&org, &[pause("Leads"), pause(PAUSE_ALL)]);
+        gates.set_pauses(
+            &org,
+            &[pause("Leads"), pause(PAUSE_ALL), pause("Deals/mass_delete")],
+        );
         assert_eq!(gates.paused_modules(&org), ["Leads"]);
+        assert_eq!(
+            gates.paused_operations(&org),
+            [("Deals".to_string(), "mass_delete".to_string())]
+        );
         assert!(gates.all_paused(&org));
         assert!(!gates.all_paused(&OrgId::new("other")));
         gates.set_pauses(&org, &[]);
         assert!(gates.paused_modules(&org).is_empty());
+        assert!(gates.paused_operations(&org).is_empty());
         assert!(!gates.all_paused(&org));
     }
 

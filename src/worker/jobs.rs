@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::Shared;
-use super::batch::apply_error_effects;
+use super::batch::{MASS_DELETE, apply_error_effects};
+use super::gates::Target;
 use crate::store::{JobAction, JobCounts, JobRow, JobState, JobUpdate, StoreError};
 use crate::zoho::{CallCode, CallSlot, JobPhase, JobStatus, ScheduleAnswer, ZohoError};
 
@@ -58,6 +59,12 @@ pub(super) async fn start_due_jobs(
                 return Ok(started);
             }
         };
+        if matches!(action, JobAction::Schedule(_)) {
+            // Zoho takes one mass delete at a time: hold ID-list ones back now.
+            shared
+                .view_job_at_zoho
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let task_shared = shared.clone();
         tasks.spawn(async move { run_job(task_shared, action, slot).await });
         started += 1;
@@ -93,7 +100,7 @@ async fn run_job(shared: Arc<Shared>, action: JobAction, slot: CallSlot) {
                     .await;
                 drop(slot);
                 if let Err(e) = &answer {
-                    apply_error_effects(&shared, &job.module, None, e).await;
+                    apply_error_effects(&shared, job_target(job), e).await;
                 }
                 schedule_update(job, answer, &shared.settings, now)
             }
@@ -105,7 +112,7 @@ async fn run_job(shared: Arc<Shared>, action: JobAction, slot: CallSlot) {
                     .await;
                 drop(slot);
                 if let Err(e) = &answer {
-                    apply_error_effects(&shared, &job.module, None, e).await;
+                    apply_error_effects(&shared, job_target(job), e).await;
                 }
                 poll_update(job, answer, &shared.settings, now)
             }
@@ -115,7 +122,10 @@ async fn run_job(shared: Arc<Shared>, action: JobAction, slot: CallSlot) {
             JobUpdate::Finished { completed, status, counts, .. } => info!(completed, status = %status, deleted = ?counts.deleted, failed = ?counts.failed, "mass delete finished"),
             JobUpdate::Uncertain { error } => error!(error = %error, "mass delete outcome unknown: job marked uncertain, needs an operator"),
             JobUpdate::Refused { error } => error!(error = %error, "mass delete refused"),
-            JobUpdate::NotScheduled { error, .. } | JobUpdate::PollFailed { error, .. } => warn!(error = %error, "will try again"),
+            JobUpdate::PollsExhausted { error } => error!(error = %error, "mass-delete job's status unknown: job marked uncertain, needs an operator"),
+            JobUpdate::NotScheduled { error, .. }
+            | JobUpdate::PollFailed { error, .. }
+            | JobUpdate::PollUnknown { error, .. } => warn!(error = %error, "will try again"),
             JobUpdate::Progress { .. } => {}
         }
         match shared.store.update_job(job.id, &shared.owner, &update, shared.clock().now_ms()).await {
@@ -127,6 +137,14 @@ async fn run_job(shared: Arc<Shared>, action: JobAction, slot: CallSlot) {
     }
     .instrument(span)
     .await
+}
+
+/// A job's calls, for the gates they may close: mass deletes of its module.
+fn job_target(job: &JobRow) -> Target<'_> {
+    Target {
+        module: &job.module,
+        operation: MASS_DELETE,
+    }
 }
 
 fn schedule_update(
@@ -146,10 +164,12 @@ fn schedule_update(
             next_poll_at: now + settings.job_poll_interval_ms,
         },
         // Another mass action runs in this module: wait and try again.
-        Ok(ScheduleAnswer::AlreadyScheduled { message }) => JobUpdate::NotScheduled {
-            retry_at,
-            error: format!("{}: {message}", CallCode::AlreadyScheduled),
-        },
+        Ok(ScheduleAnswer::AlreadyScheduled { message }) | Err(ZohoError::Busy { message, .. }) => {
+            JobUpdate::NotScheduled {
+                retry_at,
+                error: format!("{}: {message}", CallCode::AlreadyScheduled),
+            }
+        }
         // An empty view: nothing to delete is a finished job, not a failure.
         Ok(ScheduleAnswer::NoRecords { message }) => JobUpdate::Finished {
             completed: true,
@@ -221,10 +241,45 @@ fn poll_update(
                 }
             }
         }
-        Err(e) => JobUpdate::PollFailed {
+        // The poll never ran: it says nothing, and is not counted.
+        Err(
+            e @ (ZohoError::RateLimited { .. }
+            | ZohoError::Unavailable { .. }
+            | ZohoError::LanePaused { .. }
+            | ZohoError::CredentialsRejected { .. }
+            | ZohoError::Busy { .. }
+            // Nothing reached Zoho (a connect failure): try again.
+            | ZohoError::Transient {
+                http_status: None,
+                ambiguous: false,
+                ..
+            }),
+        ) => JobUpdate::PollFailed {
             next_poll_at: now + poll_interval_ms(job.polls + 1, settings),
             error: e.to_string(),
         },
+        // Answered, but with nothing about the job (404 unknown or expired
+        // job, 204, an unreadable body, a 5xx): counted, and bounded.
+        Err(e) => {
+            let job_id = job.job_id.as_deref().unwrap_or("?");
+            let unknown = job.unknown_polls + 1;
+            if unknown >= i64::from(settings.job_max_unknown_polls.max(1)) {
+                JobUpdate::PollsExhausted {
+                    error: format!(
+                        "Zoho's answers to {unknown} status polls in a row said nothing about mass-delete job {job_id} (last: {e}): it may have finished, failed or expired. Check the module's records (or its recycle bin) in Zoho CRM, then `zdel jobs --reschedule {}` to post it again or `zdel jobs --cancel {}`",
+                        job.id, job.id
+                    ),
+                }
+            } else {
+                JobUpdate::PollUnknown {
+                    next_poll_at: now + poll_interval_ms(job.polls + 1, settings),
+                    error: format!(
+                        "status poll {unknown} of at most {} without news of job {job_id}: {e}",
+                        settings.job_max_unknown_polls
+                    ),
+                }
+            }
+        }
     }
 }
 
@@ -259,6 +314,10 @@ mod tests {
             default_strategy: crate::config::DeleteStrategy::Delete,
             job_poll_interval_ms: 5_000,
             job_max_poll_interval_ms: 60_000,
+            job_max_unknown_polls: 3,
+            max_throttle_backoff: Duration::from_secs(60),
+            max_credits_per_day: 0,
+            min_credits_remaining: 0,
             dry_run: false,
             max_deletions_per_day: 0,
             heartbeat: Default::default(),
@@ -281,6 +340,7 @@ mod tests {
             failed_count: None,
             post_attempts: 1,
             polls: 0,
+            unknown_polls: 0,
             next_action_at: 0,
             last_error: None,
             created_at: 0,

@@ -36,7 +36,7 @@ pub use settings::WorkerSettings;
 use crate::clock::Clock;
 use crate::org::OrgId;
 use crate::store::{ClaimRequest, ClaimedBatch, LaneKey, PAUSE_ALL, Store, StoreError};
-use crate::zoho::{CallSlot, ZohoClient};
+use crate::zoho::{CallCode, CallSlot, ZohoClient};
 
 /// `serve` runs until shut down; `drain` stops once nothing is left to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,11 +86,27 @@ struct Shared {
     batch_done: Notify,
     /// Identifies this process's leases.
     owner: String,
+    /// A custom-view job of the org is being posted or runs at Zoho (as of
+    /// the last maintenance): Zoho takes no ID-list mass delete meanwhile.
+    view_job_at_zoho: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
     fn clock(&self) -> Clock {
         self.settings.clock
+    }
+
+    /// How long rows that wait without an attempt wait, now.
+    fn waits(&self) -> outcome::Waits {
+        let now = self.clock().now();
+        let throttled = match self.gates.throttle(self.org(), now).0 {
+            Some(until) => until.duration_since(now).as_millis() as i64,
+            None => gates::THROTTLE_BASE_MS as i64,
+        };
+        outcome::Waits {
+            rate_limited_ms: throttled,
+            busy_ms: self.settings.job_poll_interval_ms,
+        }
     }
 
     /// The org this worker serves: its client's.
@@ -175,10 +191,14 @@ impl Dispatcher {
             shared: Arc::new(Shared {
                 store,
                 client,
+                gates: Gates::new(
+                    settings.max_throttle_backoff,
+                    std::time::Duration::from_millis(settings.job_poll_interval_ms.max(0) as u64),
+                ),
                 settings,
-                gates: Gates::default(),
                 batch_done: Notify::new(),
                 owner,
+                view_job_at_zoho: Default::default(),
             }),
             mode,
             shutdown,
@@ -210,7 +230,17 @@ impl Dispatcher {
         if let Some(until) = self.shared.gates.token_outage_until(org, now) {
             return self.sleep_until(until).await;
         }
-        let Some(slots) = self.take_free_slots().await else {
+        let (throttled_until, streak) = self.shared.gates.throttle(org, now);
+        if let Some(until) = throttled_until {
+            return self.sleep_until(until).await;
+        }
+        // After 429s in a row, one call at a time until Zoho answers again:
+        // a few calls a minute while the day's credits are gone, not one per slot.
+        let probing = streak > 0;
+        if probing && !self.tasks.is_empty() {
+            return self.idle().await;
+        }
+        let Some(slots) = self.take_free_slots(probing).await else {
             return Step::Stop(StopReason::Shutdown);
         };
         let budget = self.daily_budget().await;
@@ -280,6 +310,18 @@ impl Dispatcher {
     /// Every lane is paused: probe the credentials now and then; a drain
     /// with nothing in flight stops if they are still rejected.
     async fn wait_for_credentials(&mut self) -> Step {
+        // Zoho rejected a token it had just issued: a fresh token proves
+        // nothing, only a call would. A drain stops and says why; serve
+        // probes at the probe interval and lets the next call tell.
+        if self.mode == RunMode::Drain
+            && self.tasks.is_empty()
+            && let Ok(Some(pause)) = self.shared.store.globally_paused().await
+            && CallCode::parse(&pause.code).is_token_rejected()
+        {
+            return Step::Stop(StopReason::CredentialsRejected {
+                message: format!("{}: {}", pause.code, pause.message),
+            });
+        }
         let now = self.shared.clock().now();
         if now >= self.next_auth_probe {
             self.next_auth_probe = now + self.shared.settings.auth_probe_interval;
@@ -305,14 +347,14 @@ impl Dispatcher {
     /// Wait for one call slot, then take every other slot free right now:
     /// their batches are claimed in one transaction (the writer's fixed
     /// cost per transaction is shared). `None` on shutdown.
-    async fn take_free_slots(&self) -> Option<Vec<CallSlot>> {
+    async fn take_free_slots(&self, only_one: bool) -> Option<Vec<CallSlot>> {
         let client = &self.shared.client;
         let first = tokio::select! {
             slot = client.acquire_slot() => slot,
             _ = self.shutdown.cancelled() => return None,
         };
         let mut slots = vec![first];
-        while slots.len() < MAX_BATCHES_PER_CLAIM {
+        while !only_one && slots.len() < MAX_BATCHES_PER_CLAIM {
             match client.try_acquire_slot() {
                 Some(more) => slots.push(more),
                 None => break,
@@ -343,7 +385,7 @@ impl Dispatcher {
             self.cap_reported = true;
         }
         if self.mode == RunMode::Drain && self.tasks.is_empty() {
-            let pending = self.shared.store.pending_rows(&[]).await.unwrap_or(0);
+            let pending = self.shared.store.pending_rows(&[], &[]).await.unwrap_or(0);
             if pending > 0 {
                 return Step::Stop(StopReason::DailyCapReached { pending });
             }
@@ -360,7 +402,6 @@ impl Dispatcher {
     ) -> Result<Vec<ClaimedBatch>, StoreError> {
         let shared = &self.shared;
         let skip_modules = shared.gates.paused_modules(shared.org());
-        let skip_lanes = shared.gates.cooling_lanes(shared.clock().now());
         let limit_for = |lane: &LaneKey| shared.settings.batch_limit(lane);
         for rediscover in [self.lanes.is_empty(), true] {
             if rediscover {
@@ -368,6 +409,7 @@ impl Dispatcher {
                 self.lanes = shared.store.pending_lanes().await?;
                 self.lanes.retain(|lane| &lane.org == shared.org());
             }
+            let skip_lanes = held_lanes(shared, &self.lanes);
             let claimed = shared
                 .store
                 .claim_batches(&ClaimRequest {
@@ -503,13 +545,17 @@ async fn maintenance(shared: &Shared) -> Result<(), StoreError> {
     let pauses = shared.store.pauses().await?;
     shared.gates.set_pauses(shared.org(), &pauses);
     metrics::gauge!("zdel_lanes_paused").set(pauses.len() as f64);
+    let jobs = shared.store.live_jobs().await?;
+    shared
+        .view_job_at_zoho
+        .store(jobs.at_zoho > 0, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
 
 /// Try a token refresh; on success lift the global pause.
 async fn probe_credentials(shared: &Shared) -> Result<(), String> {
     match shared.client.check_credentials().await {
-        Ok(()) => {
+        Ok(_) => {
             if let Err(e) = shared.store.resume(PAUSE_ALL).await {
                 warn!(error = %e, "credentials work again, but the pause could not be lifted");
                 return Err(e.to_string());
@@ -525,12 +571,56 @@ async fn probe_credentials(shared: &Shared) -> Result<(), String> {
     }
 }
 
+/// Lanes of `lanes` whose operation is paused in their module (the token
+/// lacks its scope): they stay pending until resumed.
+fn paused_lanes(shared: &Shared, lanes: &[LaneKey]) -> Vec<LaneKey> {
+    let paused = shared.gates.paused_operations(shared.org());
+    if paused.is_empty() {
+        return Vec::new();
+    }
+    lanes
+        .iter()
+        .filter(|lane| {
+            let operation = batch::scope_operation(lane, shared.settings.effective_strategy(lane));
+            paused
+                .iter()
+                .any(|(m, op)| m == &lane.module && op == operation)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Lanes not to claim now: the paused ones, and ID-list mass deletes while
+/// Zoho runs another mass action of the org (it takes one at a time).
+fn held_lanes(shared: &Shared, lanes: &[LaneKey]) -> Vec<LaneKey> {
+    let mut held = paused_lanes(shared, lanes);
+    let now = shared.clock().now();
+    let busy = shared.gates.mass_delete_busy(shared.org(), now)
+        || shared
+            .view_job_at_zoho
+            .load(std::sync::atomic::Ordering::Relaxed);
+    if busy {
+        held.extend(
+            lanes
+                .iter()
+                .filter(|lane| {
+                    batch::scope_operation(lane, shared.settings.effective_strategy(lane))
+                        == batch::MASS_DELETE
+                })
+                .cloned(),
+        );
+    }
+    held
+}
+
 /// For drain: `Some(reason)` once nothing runnable is left.
 async fn drain_outlook(
     shared: &Shared,
     paused_modules: &[String],
 ) -> Result<Option<StopReason>, StoreError> {
-    if shared.store.pending_rows(paused_modules).await? > 0 {
+    let lanes = shared.store.pending_lanes().await?;
+    let paused = paused_lanes(shared, &lanes);
+    if shared.store.pending_rows(paused_modules, &paused).await? > 0 {
         return Ok(None);
     }
     // Rows running under another owner's lease (say, a killed zdel's) are
@@ -543,7 +633,7 @@ async fn drain_outlook(
     if jobs.live > jobs.uncertain {
         return Ok(None);
     }
-    let paused_rows = shared.store.pending_rows(&[]).await?;
+    let paused_rows = shared.store.pending_rows(&[], &[]).await?;
     Ok(Some(if paused_rows > 0 {
         StopReason::DrainedExceptPaused { paused_rows }
     } else if jobs.uncertain > 0 {

@@ -1,20 +1,13 @@
 //! From a call's result to each row's next state. Pure: no I/O, no clock.
 //!
-//! Per-ID codes (the answer listed the ID):
-//! * `SUCCESS` → succeeded.
-//! * `INVALID_DATA` → failed (never existed or already gone) — unless an
-//!   earlier attempt of that row ended without an answer: that attempt
-//!   probably deleted it, so → succeeded, saying it was confirmed on retry.
-//! * `RECORD_LOCKED` → pending again after a backoff (counts an attempt).
-//! * anything else → failed with Zoho's code.
-//! * not mentioned → pending again after a backoff (counts an attempt,
-//!   and is ambiguous: we cannot tell what Zoho did with it).
-//!
-//! Whole-call errors: see [`ZohoError`]; transient ones retry the batch with
-//! backoff until `retry.max_attempts`, then fail the rows with the last error.
+//! The decision table lives here, once: [`for_id`] decides a per-ID code,
+//! [`for_call`] a whole-call answer (each an [`Answer`] → [`Decision`]),
+//! and [`plan`] turns decisions into row changes. The README's "What zdel
+//! does with each answer" table is the same table in words; a test holds
+//! the two together.
 
 use crate::store::{ClaimedBatch, ClaimedRow, RowChange, RowOutcome};
-use crate::zoho::{BatchAnswer, IdResult, ResultCode, ZohoError};
+use crate::zoho::{BatchAnswer, CallCode, IdResult, ResultCode, ZohoError};
 
 /// `retry.*` from the config.
 #[derive(Debug, Clone, Copy)]
@@ -40,8 +33,130 @@ impl RetryPolicy {
     }
 }
 
-/// Delay for a lane after a 429 that named no `Retry-After`.
-pub const DEFAULT_RATE_LIMIT_COOLDOWN_MS: i64 = 2_000;
+/// What zdel does with a row, given what Zoho answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The record is gone.
+    Succeed,
+    /// Fail the row with Zoho's code (verbatim, even one zdel does not know).
+    Fail,
+    /// Try again after a backoff, spending an attempt; at `retry.max_attempts`
+    /// the row fails with the last code. `maybe_done`: Zoho may have carried
+    /// the call out, so a later "no such record" means this attempt deleted it.
+    Retry { maybe_done: bool },
+    /// Try again once the wait is over, spending no attempt: the call never ran.
+    Wait,
+    /// Put the row back unchanged and pause `scope` until an operator resumes it.
+    Pause(PauseScope),
+}
+
+/// What a pause stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseScope {
+    /// One operation of one module (the token lacks that operation's scope):
+    /// the module's other operations go on.
+    Operation,
+    /// Every operation of one module (the token's user may not touch it).
+    Module,
+    /// All work of the org: the credentials themselves are refused.
+    Credentials,
+}
+
+impl Decision {
+    /// The decision in the README table's words.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Decision::Succeed => "succeed",
+            Decision::Fail => "fail with the code",
+            Decision::Retry { maybe_done: false } => "retry, counting an attempt",
+            Decision::Retry { maybe_done: true } => {
+                "retry, counting an attempt; may have been deleted"
+            }
+            Decision::Wait => "wait, no attempt spent",
+            Decision::Pause(PauseScope::Operation) => "pause the operation in this module",
+            Decision::Pause(PauseScope::Module) => "pause the module",
+            Decision::Pause(PauseScope::Credentials) => "pause all work (credentials)",
+        }
+    }
+}
+
+/// The decision for one ID's code. `earlier_unanswered`: an earlier attempt
+/// of this row ended without an answer (it may have deleted the record).
+pub fn for_id(code: &ResultCode, earlier_unanswered: bool) -> Decision {
+    match code {
+        ResultCode::Success => Decision::Succeed,
+        // "No such record": gone — by that earlier attempt, if there was one.
+        ResultCode::InvalidData if earlier_unanswered => Decision::Succeed,
+        // A server fault reported for this ID: Zoho may have deleted it.
+        ResultCode::InternalError => Decision::Retry { maybe_done: true },
+        ResultCode::RecordLocked | ResultCode::LimitReached | ResultCode::CannotProcess => {
+            Decision::Retry { maybe_done: false }
+        }
+        // Another mass action runs: nothing was done for this ID.
+        ResultCode::AlreadyScheduled => Decision::Wait,
+        // The token's user may not delete it: the same answer as a whole-call one.
+        ResultCode::NoPermission => Decision::Pause(PauseScope::Module),
+        ResultCode::InvalidData
+        | ResultCode::CannotDelete
+        | ResultCode::NotApproved
+        | ResultCode::RecordInBlueprint
+        | ResultCode::Other(_) => Decision::Fail,
+    }
+}
+
+/// The decision for a whole-call answer (the call was not answered per ID).
+pub fn for_call(error: &ZohoError) -> Decision {
+    match error {
+        ZohoError::Transient { ambiguous, .. } => Decision::Retry {
+            maybe_done: *ambiguous,
+        },
+        ZohoError::Unavailable { .. } | ZohoError::RateLimited { .. } | ZohoError::Busy { .. } => {
+            Decision::Wait
+        }
+        ZohoError::LanePaused { code, .. }
+            if CallCode::parse(code) == CallCode::OauthScopeMismatch =>
+        {
+            Decision::Pause(PauseScope::Operation)
+        }
+        ZohoError::LanePaused { .. } => Decision::Pause(PauseScope::Module),
+        ZohoError::CredentialsRejected { .. } => Decision::Pause(PauseScope::Credentials),
+        ZohoError::Rejected { .. } => Decision::Fail,
+    }
+}
+
+/// What an answer asks of the gates besides its rows: a per-ID permission
+/// code pauses like a whole-call one, a per-ID `ALREADY_SCHEDULED` holds
+/// mass deletes back like a whole-call one.
+pub fn gate_effect(answer: &BatchAnswer) -> Option<ZohoError> {
+    let with = |code: &ResultCode| answer.results.iter().find(|r| &r.code == code);
+    if let Some(r) = with(&ResultCode::NoPermission) {
+        return Some(ZohoError::LanePaused {
+            code: r.code.to_string(),
+            message: r.message.clone(),
+            http_status: Some(answer.http_status),
+        });
+    }
+    with(&ResultCode::AlreadyScheduled).map(|r| ZohoError::Busy {
+        message: r.message.clone(),
+        http_status: Some(answer.http_status),
+    })
+}
+
+/// Our code for a row the answer did not mention.
+pub const NOT_IN_ANSWER: &str = "NOT_IN_ANSWER";
+
+/// The decision for an ID the answer did not mention (other IDs were
+/// answered): Zoho may have deleted it, so it counts as maybe deleted.
+pub const NOT_MENTIONED: Decision = Decision::Retry { maybe_done: true };
+
+/// How long rows that [`Decision::Wait`] wait, when the answer names no time.
+#[derive(Debug, Clone, Copy)]
+pub struct Waits {
+    /// After a 429 (the org's throttle back-off).
+    pub rate_limited_ms: i64,
+    /// After `ALREADY_SCHEDULED` (another mass action runs).
+    pub busy_ms: i64,
+}
 
 /// Plan every claimed row's next state from the call's result.
 /// `unit` gives random numbers in [0, 1) for the jitter.
@@ -49,156 +164,145 @@ pub fn plan(
     batch: &ClaimedBatch,
     result: &Result<BatchAnswer, ZohoError>,
     policy: &RetryPolicy,
+    waits: Waits,
     now_ms: i64,
     mut unit: impl FnMut() -> f64,
 ) -> Vec<RowOutcome> {
     // One jitter draw per batch: rows retried together stay due together, so
     // they are claimed again as one full batch instead of scattering.
     let jitter = unit();
+    let ctx = Context {
+        policy,
+        waits,
+        now_ms,
+        jitter,
+    };
     batch
         .rows
         .iter()
         .map(|row| RowOutcome {
             id: row.id,
             change: match result {
-                Ok(answer) => per_id(row, answer, policy, now_ms, jitter),
-                Err(e) => whole_call(row, e, policy, now_ms, jitter),
+                Ok(answer) => per_id(row, answer, &ctx),
+                Err(e) => whole_call(row, e, &ctx),
             },
         })
         .collect()
 }
 
-fn per_id(
-    row: &ClaimedRow,
-    answer: &BatchAnswer,
-    policy: &RetryPolicy,
+struct Context<'a> {
+    policy: &'a RetryPolicy,
+    waits: Waits,
     now_ms: i64,
-    unit: f64,
-) -> RowChange {
+    jitter: f64,
+}
+
+/// What a decision is about: its code, message and HTTP status.
+struct About<'a> {
+    code: &'a str,
+    message: &'a str,
+    http_status: Option<u16>,
+}
+
+fn per_id(row: &ClaimedRow, answer: &BatchAnswer, ctx: &Context) -> RowChange {
     let http_status = Some(answer.http_status);
     let Some(IdResult { code, message, .. }) =
         answer.results.iter().find(|r| r.id == row.answer_id())
     else {
-        return retry_or_fail(
-            row,
-            "NOT_IN_ANSWER",
-            "Zoho's answer did not mention this ID",
+        let about = About {
+            code: NOT_IN_ANSWER,
+            message: "Zoho's answer did not mention this ID",
             http_status,
-            true,
-            policy,
-            now_ms,
-            unit,
-        );
+        };
+        return apply(row, NOT_MENTIONED, &about, None, ctx);
     };
-    match code {
-        ResultCode::Success => RowChange::Succeeded {
-            code: code.to_string(),
-            message: message.clone(),
-            http_status,
-        },
-        ResultCode::InvalidData if row.ambiguous_attempts > 0 => RowChange::Succeeded {
-            code: code.to_string(),
-            message: format!(
-                "confirmed on retry: an earlier attempt ended without an answer and Zoho no longer has this record, so that attempt deleted it (Zoho said: {message})"
-            ),
-            http_status,
-        },
-        ResultCode::RecordLocked => retry_or_fail(
-            row,
-            code.as_str(),
-            message,
-            http_status,
-            false,
-            policy,
-            now_ms,
-            unit,
-        ),
-        _ => RowChange::Failed {
-            code: code.to_string(),
-            message: message.clone(),
-            http_status,
-            count_attempt: true,
-            ambiguous: false,
-        },
-    }
+    let decision = for_id(code, row.ambiguous_attempts > 0);
+    let confirmed;
+    let message = if decision == Decision::Succeed && *code == ResultCode::InvalidData {
+        confirmed = format!(
+            "confirmed on retry: an earlier attempt ended without an answer and Zoho no longer has this record, so that attempt deleted it (Zoho said: {message})"
+        );
+        confirmed.as_str()
+    } else {
+        message.as_str()
+    };
+    let about = About {
+        code: code.as_str(),
+        message,
+        http_status,
+    };
+    let wait = (decision == Decision::Wait).then_some(ctx.waits.busy_ms);
+    apply(row, decision, &about, wait, ctx)
 }
 
-fn whole_call(
-    row: &ClaimedRow,
-    error: &ZohoError,
-    policy: &RetryPolicy,
-    now_ms: i64,
-    unit: f64,
-) -> RowChange {
-    let code = error.code().to_string();
+fn whole_call(row: &ClaimedRow, error: &ZohoError, ctx: &Context) -> RowChange {
     let message = error.to_string();
-    let http_status = error.http_status();
-    match error {
-        ZohoError::Transient { ambiguous, .. } => retry_or_fail(
-            row,
-            &code,
-            &message,
-            http_status,
-            *ambiguous,
-            policy,
-            now_ms,
-            unit,
+    let about = About {
+        code: error.code(),
+        message: &message,
+        http_status: error.http_status(),
+    };
+    let wait = match error {
+        ZohoError::Unavailable { retry_after, .. } => Some(retry_after.as_millis() as i64),
+        ZohoError::RateLimited { retry_after, .. } => Some(
+            retry_after
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(ctx.waits.rate_limited_ms),
         ),
-        ZohoError::Unavailable { retry_after, .. } => RowChange::Retry {
-            code,
-            message,
-            http_status,
-            next_attempt_at: now_ms + retry_after.as_millis() as i64,
-            count_attempt: false,
-            ambiguous: false,
+        ZohoError::Busy { .. } => Some(ctx.waits.busy_ms),
+        _ => None,
+    };
+    apply(row, for_call(error), &about, wait, ctx)
+}
+
+/// A row's change for `decision`. `wait_ms`: how long a `Wait` waits.
+fn apply(
+    row: &ClaimedRow,
+    decision: Decision,
+    about: &About,
+    wait_ms: Option<i64>,
+    ctx: &Context,
+) -> RowChange {
+    match decision {
+        Decision::Succeed => RowChange::Succeeded {
+            code: about.code.to_string(),
+            message: about.message.to_string(),
+            http_status: about.http_status,
         },
-        ZohoError::RateLimited { retry_after, .. } => RowChange::Retry {
-            code,
-            message,
-            http_status,
-            next_attempt_at: now_ms
-                + retry_after
-                    .map(|d| d.as_millis() as i64)
-                    .unwrap_or(DEFAULT_RATE_LIMIT_COOLDOWN_MS),
-            count_attempt: false,
-            ambiguous: false,
-        },
-        // The rows are not at fault: they wait, unchanged, for the lane to resume.
-        ZohoError::LanePaused { .. } | ZohoError::CredentialsRejected { .. } => RowChange::Retry {
-            code,
-            message,
-            http_status,
-            next_attempt_at: now_ms,
-            count_attempt: false,
-            ambiguous: false,
-        },
-        ZohoError::Rejected { .. } => RowChange::Failed {
-            code,
-            message,
-            http_status,
+        Decision::Fail => RowChange::Failed {
+            code: about.code.to_string(),
+            message: about.message.to_string(),
+            http_status: about.http_status,
             count_attempt: true,
+            ambiguous: false,
+        },
+        Decision::Retry { maybe_done } => retry_or_fail(row, about, maybe_done, ctx),
+        // The rows are not at fault: they wait, unchanged, for the gate to open.
+        Decision::Wait | Decision::Pause(_) => RowChange::Retry {
+            code: about.code.to_string(),
+            message: about.message.to_string(),
+            http_status: about.http_status,
+            next_attempt_at: ctx.now_ms + wait_ms.unwrap_or(0).max(0),
+            count_attempt: false,
             ambiguous: false,
         },
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn retry_or_fail(
-    row: &ClaimedRow,
-    code: &str,
-    message: &str,
-    http_status: Option<u16>,
-    ambiguous: bool,
-    policy: &RetryPolicy,
-    now_ms: i64,
-    unit: f64,
-) -> RowChange {
+fn retry_or_fail(row: &ClaimedRow, about: &About, ambiguous: bool, ctx: &Context) -> RowChange {
     let attempts = u32::try_from(row.attempts)
         .unwrap_or(u32::MAX)
         .saturating_add(1);
-    if attempts >= policy.max_attempts {
+    let About {
+        code,
+        message,
+        http_status,
+    } = *about;
+    if attempts >= ctx.policy.max_attempts {
         let maybe = if ambiguous || row.ambiguous_attempts > 0 {
             " Some attempts ended without an answer: Zoho may have deleted it anyway."
+        } else if code == crate::zoho::EMPTY_ANSWER {
+            " Zoho answered every attempt with nothing: whether it deleted the record is unknown; check it in Zoho CRM."
         } else {
             ""
         };
@@ -214,7 +318,7 @@ fn retry_or_fail(
         code: code.to_string(),
         message: message.to_string(),
         http_status,
-        next_attempt_at: now_ms + policy.backoff_ms(attempts, unit),
+        next_attempt_at: ctx.now_ms + ctx.policy.backoff_ms(attempts, ctx.jitter),
         count_attempt: true,
         ambiguous,
     }
@@ -231,6 +335,158 @@ mod tests {
         base_delay_ms: 100,
         max_delay_ms: 1_000,
     };
+
+    const WAITS: Waits = Waits {
+        rate_limited_ms: 2_000,
+        busy_ms: 5_000,
+    };
+
+    fn transient(code: &str, status: Option<u16>, ambiguous: bool) -> ZohoError {
+        ZohoError::Transient {
+            code: code.into(),
+            message: "m".into(),
+            http_status: status,
+            ambiguous,
+        }
+    }
+
+    fn rejected(code: &str, status: u16) -> ZohoError {
+        ZohoError::Rejected {
+            code: code.into(),
+            message: "m".into(),
+            http_status: Some(status),
+        }
+    }
+
+    fn paused(code: &str, status: u16) -> ZohoError {
+        ZohoError::LanePaused {
+            code: code.into(),
+            message: "m".into(),
+            http_status: Some(status),
+        }
+    }
+
+    /// Every answer zdel can meet, in the README table's words, with the
+    /// decision the code makes for it.
+    fn decision_table() -> Vec<(&'static str, Decision)> {
+        let id = |code: &str| for_id(&ResultCode::parse(code), false);
+        vec![
+            ("per-ID `SUCCESS`", id("SUCCESS")),
+            ("per-ID `INVALID_DATA`", id("INVALID_DATA")),
+            (
+                "per-ID `INVALID_DATA` after an attempt of that ID ended without an answer",
+                for_id(&ResultCode::InvalidData, true),
+            ),
+            ("per-ID `RECORD_LOCKED`", id("RECORD_LOCKED")),
+            ("per-ID `LIMIT_REACHED`", id("LIMIT_REACHED")),
+            ("per-ID `CANNOT_PROCESS`", id("CANNOT_PROCESS")),
+            ("per-ID `INTERNAL_ERROR`", id("INTERNAL_ERROR")),
+            ("per-ID `ALREADY_SCHEDULED`", id("ALREADY_SCHEDULED")),
+            ("per-ID `NO_PERMISSION`", id("NO_PERMISSION")),
+            ("per-ID `CANNOT_DELETE`", id("CANNOT_DELETE")),
+            ("per-ID `NOT_APPROVED`", id("NOT_APPROVED")),
+            ("per-ID `RECORD_IN_BLUEPRINT`", id("RECORD_IN_BLUEPRINT")),
+            ("per-ID code zdel does not know", id("SOMETHING_NEW")),
+            ("an ID the answer does not mention", NOT_MENTIONED),
+            (
+                "HTTP 5xx, or `INTERNAL_ERROR` for the whole call",
+                for_call(&transient("HTTP_503", Some(503), true)),
+            ),
+            (
+                "timeout, or the connection dropped mid-answer",
+                for_call(&transient("TIMEOUT", None, true)),
+            ),
+            (
+                "connect failure (nothing reached Zoho)",
+                for_call(&transient("CONNECT_FAILED", None, false)),
+            ),
+            (
+                "2xx with no body (204) or no entries",
+                for_call(&transient(crate::zoho::EMPTY_ANSWER, Some(204), false)),
+            ),
+            (
+                "2xx with a body zdel cannot read",
+                for_call(&transient("UNREADABLE_ANSWER", Some(200), true)),
+            ),
+            (
+                "HTTP 429 `TOO_MANY_REQUESTS`",
+                for_call(&ZohoError::RateLimited {
+                    retry_after: None,
+                    message: "m".into(),
+                }),
+            ),
+            (
+                "`ALREADY_SCHEDULED` for the whole call",
+                for_call(&ZohoError::Busy {
+                    message: "m".into(),
+                    http_status: Some(400),
+                }),
+            ),
+            (
+                "token endpoint down, failing, or throttling (`Access Denied`)",
+                for_call(&ZohoError::Unavailable {
+                    code: "TOKEN_THROTTLED".into(),
+                    message: "m".into(),
+                    retry_after: std::time::Duration::from_secs(60),
+                }),
+            ),
+            (
+                "token endpoint `invalid_code` / `invalid_client`",
+                for_call(&ZohoError::CredentialsRejected {
+                    code: "invalid_code".into(),
+                    message: "m".into(),
+                }),
+            ),
+            (
+                "401 `INVALID_TOKEN` again right after zdel's own refresh",
+                for_call(&ZohoError::CredentialsRejected {
+                    code: "INVALID_TOKEN".into(),
+                    message: "m".into(),
+                }),
+            ),
+            (
+                "`OAUTH_SCOPE_MISMATCH`",
+                for_call(&paused("OAUTH_SCOPE_MISMATCH", 401)),
+            ),
+            (
+                "`NO_PERMISSION` / `AUTHORIZATION_FAILED` for the whole call",
+                for_call(&paused("NO_PERMISSION", 403)),
+            ),
+            (
+                "`INVALID_MODULE`, `INVALID_URL_PATTERN`, `REQUIRED_PARAM_MISSING`, a delink's invalid parent, any other 4xx",
+                for_call(&rejected("INVALID_MODULE", 400)),
+            ),
+        ]
+    }
+
+    #[test]
+    fn the_readme_decision_table_is_the_code_s() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("<!-- decisions:start -->")
+            .expect("README has the decision table");
+        let end = readme
+            .find("<!-- decisions:end -->")
+            .expect("the table ends");
+        let rows: Vec<(String, String)> = readme[start..end]
+            .lines()
+            .filter(|l| {
+                l.starts_with('|') && !l.starts_with("|---") && !l.contains("zdel's decision")
+            })
+            .map(|l| {
+                let cells: Vec<&str> = l.trim_matches('|').split(" | ").map(str::trim).collect();
+                (cells[0].to_string(), cells[1].to_string())
+            })
+            .collect();
+        let code: Vec<(String, String)> = decision_table()
+            .into_iter()
+            .map(|(answer, d)| (answer.to_string(), d.describe().to_string()))
+            .collect();
+        assert_eq!(
+            rows, code,
+            "README's decision table differs from the code's"
+        );
+    }
 
     fn batch(rows: &[(&str, i64, i64)]) -> ClaimedBatch {
         ClaimedBatch {
@@ -296,7 +552,7 @@ mod tests {
             ("4", ResultCode::RecordLocked),
             ("5", ResultCode::CannotDelete),
         ]);
-        let plan = plan(&b, &r, &POLICY, 1_000, || 0.5);
+        let plan = plan(&b, &r, &POLICY, WAITS, 1_000, || 0.5);
         assert!(
             matches!(&plan[0].change, RowChange::Succeeded { code, .. } if code == ResultCode::Success.as_str())
         );
@@ -326,7 +582,7 @@ mod tests {
             http_status: Some(503),
             ambiguous: true,
         });
-        let plan = plan(&b, &e, &POLICY, 0, || 0.5);
+        let plan = plan(&b, &e, &POLICY, WAITS, 0, || 0.5);
         assert!(
             matches!(&plan[0].change, RowChange::Retry { code, ambiguous: true, count_attempt: true, .. } if code == "HTTP_503")
         );
@@ -342,7 +598,7 @@ mod tests {
             retry_after: Some(Duration::from_secs(7)),
             message: "slow".into(),
         });
-        let plan_429 = plan(&b, &limited, &POLICY, 1_000, || 0.5);
+        let plan_429 = plan(&b, &limited, &POLICY, WAITS, 1_000, || 0.5);
         assert!(matches!(
             plan_429[0].change,
             RowChange::Retry {
@@ -356,7 +612,7 @@ mod tests {
             message: "no".into(),
             http_status: Some(403),
         });
-        let plan_paused = plan(&b, &paused, &POLICY, 1_000, || 0.5);
+        let plan_paused = plan(&b, &paused, &POLICY, WAITS, 1_000, || 0.5);
         assert!(
             matches!(&plan_paused[0].change, RowChange::Retry { code, count_attempt: false, .. } if code == "NO_PERMISSION")
         );
@@ -365,7 +621,7 @@ mod tests {
             message: "token endpoint down".into(),
             retry_after: Duration::from_secs(15),
         });
-        let plan_unavailable = plan(&b, &unavailable, &POLICY, 1_000, || 0.5);
+        let plan_unavailable = plan(&b, &unavailable, &POLICY, WAITS, 1_000, || 0.5);
         assert!(matches!(
             plan_unavailable[0].change,
             RowChange::Retry {
@@ -380,7 +636,7 @@ mod tests {
             message: "bad".into(),
             http_status: Some(400),
         });
-        let plan_rejected = plan(&b, &rejected, &POLICY, 1_000, || 0.5);
+        let plan_rejected = plan(&b, &rejected, &POLICY, WAITS, 1_000, || 0.5);
         assert!(
             matches!(&plan_rejected[0].change, RowChange::Failed { code, .. } if code == "INVALID_MODULE")
         );
@@ -398,7 +654,7 @@ mod tests {
             http_status: Some(503),
             ambiguous: false,
         });
-        let planned = plan(&b, &e, &POLICY, clock.now_ms(), || 0.5);
+        let planned = plan(&b, &e, &POLICY, WAITS, clock.now_ms(), || 0.5);
         let RowChange::Retry {
             next_attempt_at, ..
         } = planned[0].change

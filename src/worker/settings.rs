@@ -25,6 +25,14 @@ pub struct WorkerSettings {
     /// First and longest wait between polls of a custom-view job.
     pub job_poll_interval_ms: i64,
     pub job_max_poll_interval_ms: i64,
+    /// Status polls in a row that say nothing before a job turns uncertain.
+    pub job_max_unknown_polls: u32,
+    /// The longest wait after 429s in a row.
+    pub max_throttle_backoff: Duration,
+    /// zdel's own cap on credits spent in 24 hours (0: none).
+    pub max_credits_per_day: u64,
+    /// Stop claiming while Zoho's remaining credits are below this (0: never).
+    pub min_credits_remaining: u64,
     /// Claim and group as for real, log each call, send nothing, leave rows pending.
     pub dry_run: bool,
     /// Stop claiming once this many deletions succeeded in 24 hours (0: no cap).
@@ -59,6 +67,10 @@ impl WorkerSettings {
             default_strategy,
             job_poll_interval_ms: mass_delete.poll_interval_ms as i64,
             job_max_poll_interval_ms: mass_delete.max_poll_interval_ms as i64,
+            job_max_unknown_polls: mass_delete.max_unknown_polls,
+            max_throttle_backoff: Duration::from_millis(limits.max_throttle_backoff_ms),
+            max_credits_per_day: limits.max_credits_per_day,
+            min_credits_remaining: limits.min_credits_remaining,
             dry_run: false,
             max_deletions_per_day: limits.max_deletions_per_day,
             heartbeat: Arc::new(AtomicI64::new(clock.now_ms())),

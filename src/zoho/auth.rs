@@ -19,9 +19,16 @@ use super::ZohoError;
 pub struct AccessToken {
     pub secret: SecretString,
     pub generation: u64,
-    /// The API host named by the token answer, e.g. `https://www.zohoapis.eu`.
-    pub api_domain: Option<String>,
+    /// The API host named by the token answer, e.g. `https://www.zohoapis.eu`;
+    /// if the answer names none, the host of the accounts server's data
+    /// centre ([`api_domain_for`]).
+    pub api_domain: String,
+    /// The scopes the token answer names, when it names them.
+    pub scope: Option<String>,
+    /// Refresh from here on...
     refresh_at: Instant,
+    /// ...but keep using it until here if refreshes fail.
+    expires_at: Instant,
 }
 
 impl std::fmt::Debug for AccessToken {
@@ -30,13 +37,25 @@ impl std::fmt::Debug for AccessToken {
             .field("secret", &"[REDACTED]")
             .field("generation", &self.generation)
             .field("api_domain", &self.api_domain)
+            .field("scope", &self.scope)
             .finish()
     }
+}
+
+/// What a token answer said, besides the secret: for `zdel check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// The API host calls go to (named by the answer, or the data centre's).
+    pub api_domain: String,
+    /// The scopes the answer names, if it names them.
+    pub scope: Option<String>,
 }
 
 pub struct TokenSource {
     http: reqwest::Client,
     token_url: String,
+    /// Where the API is when the token answer does not say.
+    fallback_api_domain: String,
     client_id: String,
     client_secret: SecretString,
     refresh_token: SecretString,
@@ -59,15 +78,37 @@ struct TokenAnswer {
     expires_in: Option<u64>,
     /// Old form: seconds here, and `expires_in` in milliseconds.
     expires_in_sec: Option<u64>,
+    scope: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
 }
 
 /// Lifetime assumed when the answer names none: Zoho's documented one hour.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
-/// Wait after the token endpoint says "too many requests": it counts a
-/// window of minutes, so retrying sooner only extends the block.
+/// Wait after the token endpoint says "too many requests" ("Access Denied",
+/// or a 429): it counts a window of minutes (10 tokens per 10 minutes), so
+/// retrying sooner only extends the block. Every token request of the
+/// process waits it out together.
 const TOKEN_THROTTLE_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The API host of the data centre whose accounts server is `accounts_url`
+/// (accounts.zoho.eu → https://www.zohoapis.eu, accounts.zohocloud.ca →
+/// https://www.zohoapis.ca, …). An accounts URL of no known data centre (a
+/// proxy, a test server) is taken to serve the API too: its own origin.
+pub fn api_domain_for(accounts_url: &str) -> String {
+    let trimmed = accounts_url.trim_end_matches('/');
+    let Ok(url) = url::Url::parse(trimmed) else {
+        return trimmed.to_string();
+    };
+    let host = url.host_str().unwrap_or_default();
+    let tld = host
+        .strip_prefix("accounts.zoho.")
+        .or_else(|| host.strip_prefix("accounts.zohocloud."));
+    match tld {
+        Some(tld) if !tld.is_empty() => format!("https://www.zohoapis.{tld}"),
+        _ => url.origin().ascii_serialization(),
+    }
+}
 
 impl TokenSource {
     pub fn new(
@@ -81,6 +122,7 @@ impl TokenSource {
     ) -> TokenSource {
         TokenSource {
             http,
+            fallback_api_domain: api_domain_for(accounts_url),
             token_url: format!("{}/oauth/v2/token", accounts_url.trim_end_matches('/')),
             client_id,
             client_secret,
@@ -99,16 +141,30 @@ impl TokenSource {
     }
 
     /// A valid token: the cached one, or a fresh one if it is near expiry.
+    /// While refreshes fail (the endpoint down or throttling us), a cached
+    /// token that has not yet expired keeps being used.
     pub async fn token(&self) -> Result<Arc<AccessToken>, ZohoError> {
         let mut cache = self.cache.lock().await;
+        let now = Instant::now();
         if let Some(t) = cache.as_ref()
-            && Instant::now() < t.refresh_at
+            && now < t.refresh_at
         {
             return Ok(t.clone());
         }
-        let fresh = Arc::new(self.refresh().await?);
-        *cache = Some(fresh.clone());
-        Ok(fresh)
+        match self.refresh().await {
+            Ok(fresh) => {
+                let fresh = Arc::new(fresh);
+                *cache = Some(fresh.clone());
+                Ok(fresh)
+            }
+            Err(e @ (ZohoError::Unavailable { .. } | ZohoError::RateLimited { .. })) => {
+                match cache.as_ref() {
+                    Some(t) if now < t.expires_at => Ok(t.clone()),
+                    _ => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Zoho answered 401 to `rejected`. Refresh, unless another task already
@@ -132,11 +188,15 @@ impl TokenSource {
 
     /// Drop the cached token and fetch a new one now (used to probe whether
     /// rejected credentials have been fixed).
-    pub async fn force_refresh(&self) -> Result<(), ZohoError> {
+    pub async fn force_refresh(&self) -> Result<TokenInfo, ZohoError> {
         let mut cache = self.cache.lock().await;
-        *cache = None;
-        *cache = Some(Arc::new(self.refresh().await?));
-        Ok(())
+        let fresh = self.refresh().await?;
+        let info = TokenInfo {
+            api_domain: fresh.api_domain.clone(),
+            scope: fresh.scope.clone(),
+        };
+        *cache = Some(Arc::new(fresh));
+        Ok(info)
     }
 
     async fn refresh(&self) -> Result<AccessToken, ZohoError> {
@@ -152,21 +212,40 @@ impl TokenSource {
             }
         }
         let result = match self.refresh_once().await {
-            // The endpoint is down or failing: nothing reached the CRM API.
-            Err(ZohoError::Transient { code, message, .. }) => {
+            // The endpoint is down, failing or throttling us: nothing reached
+            // the CRM API, and no token request goes out until the wait is over.
+            Err(failure @ (ZohoError::Transient { .. } | ZohoError::RateLimited { .. })) => {
+                let (code, message, wait) = match failure {
+                    ZohoError::RateLimited {
+                        retry_after,
+                        message,
+                    } => (
+                        "TOKEN_THROTTLED".to_string(),
+                        message,
+                        retry_after.unwrap_or(TOKEN_THROTTLE_BACKOFF),
+                    ),
+                    other => (
+                        other.code().to_string(),
+                        match other {
+                            ZohoError::Transient { message, .. } => message,
+                            _ => String::new(),
+                        },
+                        self.retry_after_failure,
+                    ),
+                };
                 let error = ZohoError::Unavailable {
                     code,
                     message: format!(
-                        "{message}; no call was made, retrying in {} s",
-                        self.retry_after_failure.as_secs()
+                        "{message}; no call was made, no token is asked for in the next {} s",
+                        wait.as_secs()
                     ),
-                    retry_after: self.retry_after_failure,
+                    retry_after: wait,
                 };
                 *self
                     .unavailable_until
                     .lock()
                     .unwrap_or_else(|p| p.into_inner()) =
-                    Some((Instant::now() + self.retry_after_failure, error.clone()));
+                    Some((Instant::now() + wait, error.clone()));
                 Err(error)
             }
             other => other,
@@ -232,11 +311,18 @@ impl TokenSource {
                     (None, None) => DEFAULT_TOKEN_LIFETIME,
                 };
                 let margin = self.refresh_margin.min(lifetime / 4);
+                let now = Instant::now();
                 Ok(AccessToken {
                     secret: SecretString::from(token),
                     generation,
-                    api_domain: answer.api_domain.filter(|d| !d.is_empty()),
-                    refresh_at: Instant::now() + lifetime.saturating_sub(margin),
+                    api_domain: answer
+                        .api_domain
+                        .map(|d| d.trim_end_matches('/').to_string())
+                        .filter(|d| !d.is_empty())
+                        .unwrap_or_else(|| self.fallback_api_domain.clone()),
+                    scope: answer.scope.filter(|s| !s.is_empty()),
+                    refresh_at: now + lifetime.saturating_sub(margin),
+                    expires_at: now + lifetime,
                 })
             }
             _ => Err(classify_token_error(
@@ -273,5 +359,35 @@ fn classify_token_error(error: &str, description: Option<&str>) -> ZohoError {
             http_status: None,
             ambiguous: false,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::api_domain_for;
+
+    #[test]
+    fn the_api_host_follows_the_accounts_server_s_data_centre() {
+        for (accounts, api) in [
+            ("https://accounts.zoho.com", "https://www.zohoapis.com"),
+            ("https://accounts.zoho.eu/", "https://www.zohoapis.eu"),
+            ("https://accounts.zoho.in", "https://www.zohoapis.in"),
+            (
+                "https://accounts.zoho.com.au",
+                "https://www.zohoapis.com.au",
+            ),
+            ("https://accounts.zoho.jp", "https://www.zohoapis.jp"),
+            (
+                "https://accounts.zoho.com.cn",
+                "https://www.zohoapis.com.cn",
+            ),
+            ("https://accounts.zohocloud.ca", "https://www.zohoapis.ca"),
+            ("https://accounts.zoho.sa", "https://www.zohoapis.sa"),
+            ("https://accounts.zoho.uk", "https://www.zohoapis.uk"),
+            // Not a Zoho data centre (a proxy, the sandbox): its own origin.
+            ("http://127.0.0.1:4010", "http://127.0.0.1:4010"),
+        ] {
+            assert_eq!(api_domain_for(accounts), api, "{accounts}");
+        }
     }
 }

@@ -38,6 +38,14 @@ pub enum ZohoError {
         message: String,
         http_status: Option<u16>,
     },
+    /// Zoho is running another mass action for this org or module
+    /// (`ALREADY_SCHEDULED`): nothing was done. Put the work back without
+    /// spending an attempt and try again later.
+    #[error("ALREADY_SCHEDULED: {message}")]
+    Busy {
+        message: String,
+        http_status: Option<u16>,
+    },
     /// Zoho rejected the OAuth client or refresh token (`invalid_client`,
     /// `invalid_code`). Nothing can run until the credentials are fixed:
     /// pause all work, fail no row.
@@ -63,6 +71,7 @@ impl ZohoError {
             | ZohoError::CredentialsRejected { code, .. }
             | ZohoError::Rejected { code, .. } => code,
             ZohoError::RateLimited { .. } => "TOO_MANY_REQUESTS",
+            ZohoError::Busy { .. } => "ALREADY_SCHEDULED",
         }
     }
 
@@ -70,6 +79,7 @@ impl ZohoError {
         match self {
             ZohoError::Transient { http_status, .. }
             | ZohoError::LanePaused { http_status, .. }
+            | ZohoError::Busy { http_status, .. }
             | ZohoError::Rejected { http_status, .. } => *http_status,
             ZohoError::RateLimited { .. } => Some(429),
             ZohoError::CredentialsRejected { .. } | ZohoError::Unavailable { .. } => None,

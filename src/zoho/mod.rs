@@ -35,8 +35,8 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use secrecy::ExposeSecret;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub use answer::{BatchAnswer, IdResult};
-pub use auth::{AccessToken, TokenSource};
+pub use answer::{BatchAnswer, EMPTY_ANSWER, IdResult};
+pub use auth::{AccessToken, TokenInfo, TokenSource, api_domain_for};
 pub use call::Call;
 pub use error::ZohoError;
 pub use vocab::{
@@ -68,6 +68,7 @@ pub struct ZohoClient {
     limiter: DefaultDirectRateLimiter,
     /// The concurrency gate: `max_concurrency` permits.
     slots: Arc<Semaphore>,
+    credits: Credits,
 }
 
 impl ZohoClient {
@@ -108,6 +109,7 @@ impl ZohoClient {
             api_version: zoho.api_version.clone(),
             limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
             slots: Arc::new(Semaphore::new(slots)),
+            credits: Credits::default(),
         })
     }
 
@@ -135,12 +137,17 @@ impl ZohoClient {
         }
     }
 
+    /// What this client's calls spent and heard about credits.
+    pub fn credits(&self) -> &Credits {
+        &self.credits
+    }
+
     pub fn token_refreshes(&self) -> u64 {
         self.auth.refresh_count()
     }
 
     /// Fetch a fresh token now: checks that the credentials work.
-    pub async fn check_credentials(&self) -> Result<(), ZohoError> {
+    pub async fn check_credentials(&self) -> Result<TokenInfo, ZohoError> {
         self.auth.force_refresh().await
     }
 
@@ -154,7 +161,7 @@ impl ZohoClient {
             .await?;
         match call {
             Call::DeletePhoto { record_id, .. } => bare_answer(status, &body, record_id),
-            _ => batch_answer(status, &body),
+            _ => batch_answer(status, &body, call.ids()),
         }
     }
 
@@ -224,7 +231,8 @@ impl ZohoClient {
                 format!("Zoho-oauthtoken {}", token.secret.expose_secret()),
             );
             let sent = Instant::now();
-            let answer = send_and_read(request).await;
+            let (seen, answer) = send_and_read(request).await;
+            self.credits.note(seen);
             let status = match &answer {
                 Ok((status, _)) => status.to_string(),
                 Err(CallError::TokenRejected(_)) => "401".to_string(),
@@ -241,12 +249,12 @@ impl ZohoClient {
                     token = fresh;
                     refreshed_ourselves = refreshed;
                 }
+                // Not a timing problem: the token is as fresh as it gets.
+                // Nothing ran; every call would meet the same answer.
                 Err(CallError::TokenRejected(code)) => {
-                    return Err(ZohoError::Transient {
+                    return Err(ZohoError::CredentialsRejected {
                         code,
-                        message: "Zoho rejected a freshly refreshed access token".into(),
-                        http_status: Some(401),
-                        ambiguous: false,
+                        message: "Zoho rejected an access token it had just issued: the refresh token's grant is revoked or belongs to another org or data centre (check zoho.accounts_url and zoho.api_domain), then `zdel resume --all`".into(),
                     });
                 }
                 Err(CallError::Zoho(e)) => return Err(e),
@@ -256,11 +264,7 @@ impl ZohoClient {
     }
 
     fn base_url(&self, token: &AccessToken) -> Result<url::Url, ZohoError> {
-        let domain = self
-            .api_domain
-            .as_deref()
-            .or(token.api_domain.as_deref())
-            .unwrap_or("https://www.zohoapis.com");
+        let domain = self.api_domain.as_deref().unwrap_or(&token.api_domain);
         let raw = format!("{domain}/crm/{}", self.api_version);
         url::Url::parse(&raw).map_err(|e| ZohoError::Rejected {
             code: "BAD_API_DOMAIN".into(),
@@ -287,9 +291,28 @@ impl From<ZohoError> for CallError {
 /// 5xx, and whole-call token and permission errors.
 async fn send_and_read(
     request: reqwest::RequestBuilder,
-) -> Result<(u16, serde_json::Value), CallError> {
-    let response = request.send().await.map_err(transport_error)?;
+) -> (Seen, Result<(u16, serde_json::Value), CallError>) {
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(e) => return (Seen::default(), Err(transport_error(e))),
+    };
     let status = response.status().as_u16();
+    let seen = Seen {
+        // Zoho counts a call that reached it; a 429 was turned away.
+        charged: status != 429,
+        remaining: response
+            .headers()
+            .get(CREDITS_REMAINING)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok()),
+    };
+    (seen, read_answer(status, response).await)
+}
+
+async fn read_answer(
+    status: u16,
+    response: reqwest::Response,
+) -> Result<(u16, serde_json::Value), CallError> {
     let retry_after = response
         .headers()
         .get(reqwest::header::RETRY_AFTER)
@@ -335,6 +358,47 @@ async fn send_and_read(
         }
     }
     Ok((status, value))
+}
+
+/// The header Zoho adds once half the day's credits are used.
+pub const CREDITS_REMAINING: &str = "x-api-credits-remaining";
+
+/// What one call's answer said about credits.
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    /// The call reached Zoho and was not turned away: it cost a credit.
+    charged: bool,
+    remaining: Option<i64>,
+}
+
+/// Credits this client spent and the last remaining figure Zoho sent. The
+/// worker moves the spent count into its persistent ledger.
+#[derive(Default)]
+pub struct Credits {
+    spent: std::sync::atomic::AtomicU64,
+    last_remaining: std::sync::Mutex<Option<(i64, i64)>>,
+}
+
+impl Credits {
+    fn note(&self, seen: Seen) {
+        if seen.charged {
+            self.spent
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Some(remaining) = seen.remaining {
+            *crate::sync::lock(&self.last_remaining) = Some((remaining, crate::clock::now_ms()));
+        }
+    }
+
+    /// Credits spent since the last call of this method.
+    pub fn take_spent(&self) -> u64 {
+        self.spent.swap(0, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Zoho's last `X-API-CREDITS-REMAINING` and when it came (ms since the epoch).
+    pub fn last_remaining(&self) -> Option<(i64, i64)> {
+        *crate::sync::lock(&self.last_remaining)
+    }
 }
 
 fn transport_error(e: reqwest::Error) -> CallError {

@@ -104,6 +104,8 @@ zoho_codes! {
         AlreadyScheduled = "ALREADY_SCHEDULED",
         /// The custom view is empty.
         NoRecordsFound = "NO_RECORDS_FOUND",
+        /// A fault on Zoho's side, reported for the whole call.
+        InternalError = "INTERNAL_ERROR",
         /// Success, for answers that carry a whole-call code.
         Success = "SUCCESS",
     }

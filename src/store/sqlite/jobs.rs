@@ -10,6 +10,7 @@
 //!        └────────────────────────────────────────────────────────────┤
 //!                                                    job_id stored ──►├──► running ── poll … ──► completed | failed
 //!                      timeout / 5xx / crash before the answer ──────►└──► uncertain
+//!  running ── max_unknown_polls polls in a row say nothing (404, 204, unreadable) ──► uncertain
 //!  uncertain ── `zdel jobs --reschedule ID` (after checking Zoho) ──► pending
 //!  pending, uncertain ── `zdel jobs --cancel ID` ──► cancelled
 //! ```
@@ -30,8 +31,8 @@ use crate::store::StoreError;
 use crate::store::types::*;
 
 const JOB_COLUMNS: &str = "id, module, cvid, territory_id, include_child, state, job_id, zoho_status, \
-     total_count, deleted_count, failed_count, post_attempts, polls, next_action_at, last_error, \
-     created_at, updated_at, scheduled_at, finished_at";
+     total_count, deleted_count, failed_count, post_attempts, polls, unknown_polls, next_action_at, \
+     last_error, created_at, updated_at, scheduled_at, finished_at";
 
 impl Store {
     /// Queue a custom-view job. Fails with a unique violation if a live job
@@ -70,7 +71,8 @@ impl Store {
     /// Jobs not yet in a final state, and how many of those need an operator.
     pub async fn live_jobs(&self) -> Result<LiveJobs, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT count(*) AS live, coalesce(sum(state = 'uncertain'), 0) AS uncertain
+            "SELECT count(*) AS live, coalesce(sum(state = 'uncertain'), 0) AS uncertain,
+                    coalesce(sum(state IN ('scheduling', 'running')), 0) AS at_zoho
              FROM mass_delete_jobs
              WHERE state IN ('pending', 'scheduling', 'running', 'uncertain')",
         )
@@ -198,7 +200,8 @@ impl Store {
                 "UPDATE mass_delete_jobs
                  SET zoho_status = ?2, total_count = coalesce(?3, total_count),
                      deleted_count = coalesce(?4, deleted_count), failed_count = coalesce(?5, failed_count),
-                     polls = polls + 1, next_action_at = ?6, last_error = NULL, updated_at = ?7
+                     polls = polls + 1, unknown_polls = 0, next_action_at = ?6, last_error = NULL,
+                     updated_at = ?7
                  WHERE id = ?1 AND state = 'running'",
             )
             .bind(id)
@@ -207,6 +210,28 @@ impl Store {
             .bind(counts.deleted)
             .bind(counts.failed)
             .bind(next_poll_at)
+            .bind(now_ms),
+            JobUpdate::PollUnknown {
+                next_poll_at,
+                error,
+            } => sqlx::query(
+                "UPDATE mass_delete_jobs
+                 SET polls = polls + 1, unknown_polls = unknown_polls + 1, next_action_at = ?2,
+                     last_error = ?3, updated_at = ?4
+                 WHERE id = ?1 AND state = 'running'",
+            )
+            .bind(id)
+            .bind(next_poll_at)
+            .bind(error)
+            .bind(now_ms),
+            JobUpdate::PollsExhausted { error } => sqlx::query(
+                "UPDATE mass_delete_jobs
+                 SET state = 'uncertain', polls = polls + 1, unknown_polls = unknown_polls + 1,
+                     last_error = ?2, updated_at = ?3
+                 WHERE id = ?1 AND state = 'running'",
+            )
+            .bind(id)
+            .bind(error)
             .bind(now_ms),
             JobUpdate::PollFailed {
                 next_poll_at,
@@ -265,7 +290,7 @@ impl Store {
         let query = sqlx::query(
             "UPDATE OR IGNORE mass_delete_jobs
              SET state = 'pending', next_action_at = 0, job_id = NULL, finished_at = NULL,
-                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2,
+                 unknown_polls = 0, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2,
                  last_error = 'rescheduled by an operator'
              WHERE id = ?1 AND state IN ('uncertain', 'failed')",
         )

@@ -406,16 +406,38 @@ impl Store {
     }
 
     /// Pending rows that could run now or later, leaving out those of
-    /// `skip_modules` (paused lanes).
-    pub async fn pending_rows(&self, skip_modules: &[String]) -> Result<i64, StoreError> {
-        let skip =
+    /// `skip_modules` and of `skip_lanes` (paused ones).
+    pub async fn pending_rows(
+        &self,
+        skip_modules: &[String],
+        skip_lanes: &[LaneKey],
+    ) -> Result<i64, StoreError> {
+        let modules =
             serde_json::to_string(skip_modules).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let lanes: Vec<(&str, &str, bool, &str)> = skip_lanes
+            .iter()
+            .map(|l| {
+                (
+                    l.operation.as_str(),
+                    l.module.as_str(),
+                    l.wf_trigger,
+                    l.strategy.as_str(),
+                )
+            })
+            .collect();
+        let lanes = serde_json::to_string(&lanes).map_err(|e| sqlx::Error::Encode(e.into()))?;
         Ok(sqlx::query_scalar(
             "SELECT count(*) FROM deletion_requests
              WHERE state = 'pending'
-               AND module NOT IN (SELECT value FROM json_each(?1))",
+               AND module NOT IN (SELECT value FROM json_each(?1))
+               AND NOT EXISTS (SELECT 1 FROM json_each(?2) l
+                               WHERE json_extract(l.value, '$[0]') = operation
+                                 AND json_extract(l.value, '$[1]') = module
+                                 AND json_extract(l.value, '$[2]') = wf_trigger
+                                 AND json_extract(l.value, '$[3]') = strategy)",
         )
-        .bind(skip)
+        .bind(modules)
+        .bind(lanes)
         .fetch_one(&self.pool)
         .await?)
     }

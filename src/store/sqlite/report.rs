@@ -192,7 +192,8 @@ impl Store {
         )
     }
 
-    /// Pause a module's lane (or every lane, with [`PAUSE_ALL`]). A pause that
+    /// Pause a [`PausedScope`] (its `as_scope()` text): an operation of a
+    /// module, a module, or every lane ([`PAUSE_ALL`]). A pause that
     /// already exists keeps its first reason and time.
     pub async fn pause(
         &self,
@@ -210,9 +211,13 @@ impl Store {
         Ok(())
     }
 
-    /// Lift a pause. Returns whether there was one.
+    /// Lift a pause, and with a module's, the pauses of its operations
+    /// (`Leads/mass_delete`). Returns whether there was one.
     pub async fn resume(&self, scope: &str) -> Result<bool, StoreError> {
-        let query = sqlx::query("DELETE FROM pauses WHERE scope = ?1").bind(scope);
+        let query = sqlx::query(
+            "DELETE FROM pauses WHERE scope = ?1 OR substr(scope, 1, length(?1) + 1) = ?1 || '/'",
+        )
+        .bind(scope);
         Ok(self.write_alone(query).await? > 0)
     }
 
