@@ -14,7 +14,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    CLIENT_ID, CLIENT_SECRET, Faults, Inner, Job, MAX_IDS_PER_CALL, REFRESH_TOKEN, Sandbox,
+    CLIENT_ID, CLIENT_SECRET, Faults, Inner, Job, JobPollAnswer, MAX_IDS_PER_CALL, REFRESH_TOKEN,
+    Sandbox,
 };
 
 pub(super) fn router(sandbox: Sandbox) -> Router {
@@ -60,6 +61,14 @@ async fn token(State(sb): State<Sandbox>, Form(form): Form<TokenForm>) -> Respon
     if inner.credentials_revoked || form.refresh_token.as_deref() != Some(REFRESH_TOKEN) {
         return axum::Json(json!({"error": "invalid_code"})).into_response();
     }
+    if inner.token_throttled {
+        return axum::Json(json!({
+            "error_description": "You have made too many requests continuously. Please try again after some time.",
+            "error": "Access Denied",
+            "status": "failure",
+        }))
+        .into_response();
+    }
     inner.token_counter += 1;
     let access = format!(
         "1000.sandbox{}.{:016x}",
@@ -69,13 +78,18 @@ async fn token(State(sb): State<Sandbox>, Form(form): Form<TokenForm>) -> Respon
     let ttl = inner.faults.token_ttl;
     inner.tokens.insert(access.clone(), Instant::now() + ttl);
     inner.stats.tokens_issued += 1;
-    axum::Json(json!({
+    let mut answer = json!({
         "access_token": access,
-        "api_domain": sb.base_url,
         "token_type": "Bearer",
         "expires_in": ttl.as_secs().max(1),
-    }))
-    .into_response()
+    });
+    if !inner.omit_api_domain {
+        answer["api_domain"] = json!(sb.base_url);
+    }
+    if let Some(scope) = &inner.token_scope {
+        answer["scope"] = json!(scope);
+    }
+    axum::Json(answer).into_response()
 }
 
 #[derive(Deserialize)]
@@ -159,7 +173,8 @@ async fn gated(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Zoho-oauthtoken "))
             .and_then(|t| inner.tokens.get(t))
-            .is_some_and(|expiry| Instant::now() < *expiry);
+            .is_some_and(|expiry| Instant::now() < *expiry)
+            && !inner.reject_fresh_tokens;
         if !authorized {
             inner.stats.unauthorized += 1;
             *inner.stats.statuses.entry(401).or_default() += 1;
@@ -169,7 +184,36 @@ async fn gated(
                 "invalid oauth token",
             );
         }
+        let scope = match endpoint {
+            "mass_delete_ids" | "mass_delete_view" | "mass_delete_status" => "mass_delete",
+            "delete_one" => "delete",
+            other => other,
+        };
+        if inner.missing_scopes.contains(scope) {
+            *inner.stats.statuses.entry(401).or_default() += 1;
+            return zoho_error(
+                StatusCode::UNAUTHORIZED,
+                "OAUTH_SCOPE_MISMATCH",
+                "invalid oauth scope to access this URL",
+            );
+        }
+        if let Some(budget) = inner.faults.credit_budget
+            && inner.stats.credits_used >= budget
+        {
+            inner.stats.credit_429_at.push(Instant::now());
+            *inner.stats.statuses.entry(429).or_default() += 1;
+            let mut response = zoho_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOO_MANY_REQUESTS",
+                "API credits for the 24-hour period exceeded",
+            );
+            response
+                .headers_mut()
+                .insert(CREDITS_HEADER, header::HeaderValue::from(0));
+            return response;
+        }
         inner.stats.call_starts.push(Instant::now());
+        inner.stats.call_times.push(Instant::now());
         inner.stats.ids_per_call.push(ids.len());
         inner.in_flight += 1;
         inner.stats.peak_concurrency = inner.stats.peak_concurrency.max(inner.in_flight);
@@ -191,15 +235,28 @@ async fn gated(
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;
     }
-    let response = faulty(sb, &faults, module, act);
+    let mut response = faulty(sb, &faults, module, act);
     let mut inner = sb.lock();
-    *inner
-        .stats
-        .statuses
-        .entry(response.status().as_u16())
-        .or_default() += 1;
+    let status = response.status().as_u16();
+    *inner.stats.statuses.entry(status).or_default() += 1;
+    if let Some(budget) = faults.credit_budget
+        && status != 429
+    {
+        inner.stats.credits_used += 1;
+        let used = inner.stats.credits_used;
+        // Zoho adds the header once half the day's credits are used.
+        if used * 2 >= budget {
+            response.headers_mut().insert(
+                CREDITS_HEADER,
+                header::HeaderValue::from(budget.saturating_sub(used)),
+            );
+        }
+    }
     response
 }
+
+/// Zoho's remaining-credits header.
+const CREDITS_HEADER: &str = "x-api-credits-remaining";
 
 fn faulty(
     sb: &Sandbox,
@@ -289,19 +346,32 @@ fn per_id_answer(
     }
     let mut entries = Vec::with_capacity(ids.len());
     let mut successes = 0;
-    for id in ids {
+    let by_path = inner.faults.answer_by_json_path;
+    for (index, id) in ids.iter().enumerate() {
+        let details = if by_path {
+            json!({"json_path": format!("$.ids[{index}]")})
+        } else {
+            json!({"id": id})
+        };
         if let Some(n) = inner.locked.get_mut(id)
             && *n > 0
         {
             *n -= 1;
-            entries.push(json!({"code": "RECORD_LOCKED", "details": {"id": id}, "message": "the record is locked", "status": "error"}));
+            entries.push(json!({"code": "RECORD_LOCKED", "details": details, "message": "the record is locked", "status": "error"}));
+            continue;
+        }
+        if let Some(n) = inner.internal_errors.get_mut(id)
+            && *n > 0
+        {
+            *n -= 1;
+            entries.push(json!({"code": "INTERNAL_ERROR", "details": details, "message": "Internal Server Error", "status": "error"}));
             continue;
         }
         if remove(inner, id) {
             successes += 1;
-            entries.push(json!({"code": "SUCCESS", "details": {"id": id}, "message": success_message, "status": "success"}));
+            entries.push(json!({"code": "SUCCESS", "details": details, "message": success_message, "status": "success"}));
         } else {
-            entries.push(json!({"code": "INVALID_DATA", "details": {"id": id}, "message": "the id given seems to be invalid", "status": "error"}));
+            entries.push(json!({"code": "INVALID_DATA", "details": details, "message": "the id given seems to be invalid", "status": "error"}));
         }
     }
     inner.stats.deleted += successes as u64;
@@ -342,11 +412,39 @@ async fn delete_records(
     headers: HeaderMap,
 ) -> Response {
     let ids = split_ids(query.ids.as_deref());
-    let wf_ok = matches!(
+    delete_ids(
+        &sb,
+        &headers,
+        "delete",
+        &module,
+        &ids,
         query.wf_trigger.as_deref(),
-        None | Some("true") | Some("false")
-    );
-    gated(&sb, &headers, "delete", &module, &ids, |inner, faults| {
+    )
+    .await
+}
+
+/// `wf_trigger` as Zoho takes it: `true`/`false` in any case (the Python
+/// SDK sends `True`).
+fn wf_trigger_ok(value: Option<&str>) -> bool {
+    value.is_none_or(|v| v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false"))
+}
+
+/// Delete `ids` of `module`, the way `DELETE /{module}?ids=` and
+/// `DELETE /{module}/{id}` both answer.
+async fn delete_ids(
+    sb: &Sandbox,
+    headers: &HeaderMap,
+    endpoint: &str,
+    module: &str,
+    ids: &[String],
+    wf_trigger: Option<&str>,
+) -> Response {
+    let wf_ok = wf_trigger_ok(wf_trigger);
+    let module = module.to_string();
+    gated(sb, headers, endpoint, &module, ids, |inner, faults| {
+        if rand::random::<f64>() < faults.no_content_rate {
+            return answered(StatusCode::NO_CONTENT.into_response());
+        }
         if !wf_ok {
             return answered(zoho_error(
                 StatusCode::BAD_REQUEST,
@@ -357,7 +455,7 @@ async fn delete_records(
         let every = faults.every_id_exists;
         per_id_answer(
             inner,
-            &ids,
+            ids,
             MAX_IDS_PER_CALL,
             "data",
             "record deleted",
@@ -374,6 +472,19 @@ async fn delete_contact_roles(
     Query(query): Query<IdsQuery>,
     headers: HeaderMap,
 ) -> Response {
+    if !sub.is_empty() && sub.bytes().all(|b| b.is_ascii_digit()) {
+        // `DELETE /{module}/{id}`: one record, the same envelope.
+        let ids = vec![sub];
+        return delete_ids(
+            &sb,
+            &headers,
+            "delete_one",
+            &module,
+            &ids,
+            query.wf_trigger.as_deref(),
+        )
+        .await;
+    }
     if module != "Contacts" || sub != "roles" {
         return zoho_error(
             StatusCode::NOT_FOUND,
@@ -382,7 +493,7 @@ async fn delete_contact_roles(
         );
     }
     let ids = split_ids(query.ids.as_deref());
-    gated(&sb, &headers, "contact_roles", &module, &ids, |inner, _| {
+    let response = gated(&sb, &headers, "contact_roles", &module, &ids, |inner, _| {
         per_id_answer(
             inner,
             &ids,
@@ -392,7 +503,38 @@ async fn delete_contact_roles(
             |inner, id| inner.contact_roles.remove(id),
         )
     })
-    .await
+    .await;
+    wrap_in(response, "contact_roles").await
+}
+
+/// The contact-role endpoints wrap whole-call errors in their envelope
+/// (`{"contact_roles":[{"code":…}]}`, OAS `contact_roles.json`); a 401 stays
+/// bare, as every endpoint's does.
+async fn wrap_in(response: Response, key: &str) -> Response {
+    let status = response.status();
+    if status.is_success()
+        || status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::TOO_MANY_REQUESTS
+    {
+        return response;
+    }
+    let headers = response.headers().clone();
+    let Ok(bytes) = axum::body::to_bytes(response.into_body(), 1 << 20).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let wrapped = if body.get("code").is_some() {
+        json!({ key: [body] })
+    } else {
+        body
+    };
+    let mut out = (status, Json(wrapped)).into_response();
+    for (name, value) in &headers {
+        if name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 /// `DELETE /{module}/{record}/photo` or `DELETE /{module}/{record}/{related_list}?ids=…`
@@ -420,6 +562,12 @@ async fn delete_nested(
     let ids = split_ids(query.ids.as_deref());
     gated(&sb, &headers, "delink", &module, &ids, |inner, _| {
         let key = (module.clone(), record.clone(), list.clone());
+        let parent_known = inner.relations.contains_key(&key)
+            || inner.records.get(&module).is_some_and(|r| r.contains(&record));
+        if !parent_known {
+            // A whole-call error pointing at the path segment (OAS common.json).
+            return answered((StatusCode::BAD_REQUEST, Json(json!({"data": [{"code": "INVALID_DATA", "details": {"resource_path_index": 1}, "message": "the related id given seems to be invalid", "status": "error"}]}))).into_response());
+        }
         per_id_answer(
             inner,
             &ids,
@@ -468,6 +616,19 @@ async fn post_mass_delete(
             &module,
             &ids,
             |inner, faults| {
+                // One mass delete at a time per org: a running view job, or
+                // someone else's mass action, turns this away whole.
+                let occupied = match inner.occupied.get_mut(&module) {
+                    Some(n) if *n > 0 => {
+                        *n -= 1;
+                        true
+                    }
+                    _ => false,
+                };
+                if occupied || inner.jobs.values().any(|j| j.status != "COMPLETED" && j.status != "FAILED") {
+                    inner.id_path_busy_answers += 1;
+                    return answered((StatusCode::BAD_REQUEST, Json(json!({"data": [{"code": "ALREADY_SCHEDULED", "details": {}, "message": "you can schedule only one mass delete job at a time", "status": "error"}]}))).into_response());
+                }
                 let every = faults.every_id_exists;
                 per_id_answer(
                     inner,
@@ -497,7 +658,7 @@ async fn post_mass_delete(
             }
             _ => false,
         };
-        if occupied || inner.jobs.values().any(|j| j.module == module && j.status != "COMPLETED") {
+        if occupied || inner.jobs.values().any(|j| j.status != "COMPLETED" && j.status != "FAILED") {
             return answered((StatusCode::BAD_REQUEST, Json(json!({"data": [{"code": "ALREADY_SCHEDULED", "details": {}, "message": "a mass delete job is already running", "status": "error"}]}))).into_response());
         }
         let Some(view) = inner.views.get(&(module.clone(), cvid.clone())).cloned() else {
@@ -545,9 +706,19 @@ async fn get_mass_delete_status(
     }
     let job_id = query.job_id.unwrap_or_default();
     gated(&sb, &headers, "mass_delete_status", &module, &[], |inner, faults| {
+        match inner.job_poll_answer {
+            Some(JobPollAnswer::NotFound) => {
+                return answered(zoho_error(StatusCode::NOT_FOUND, "NOT_FOUND", "Empty response"));
+            }
+            Some(JobPollAnswer::NoContent) => return answered(StatusCode::NO_CONTENT.into_response()),
+            Some(JobPollAnswer::Failed) | None => {}
+        }
         let Some(mut job) = inner.jobs.get(&job_id).cloned() else {
-            return answered(zoho_error(StatusCode::BAD_REQUEST, "INVALID_DATA", "the job_id given seems to be invalid"));
+            return answered(zoho_error(StatusCode::NOT_FOUND, "NOT_FOUND", "Empty response"));
         };
+        if inner.job_poll_answer == Some(JobPollAnswer::Failed) {
+            job.status = "FAILED";
+        }
         match job.status {
             "SCHEDULED" => job.status = "RUNNING",
             "RUNNING" => {

@@ -68,6 +68,15 @@ pub struct Faults {
     pub every_id_exists: bool,
     /// Records a mass-delete job deletes per status poll.
     pub job_records_per_poll: usize,
+    /// Share of record deletes answered 204 No Content, deleting nothing.
+    pub no_content_rate: f64,
+    /// Per-ID entries name their ID by `details.json_path` (`$.ids[3]`)
+    /// instead of `details.id`, as JSON-body APIs do.
+    pub answer_by_json_path: bool,
+    /// The org's daily credit budget (`None`: unlimited). Every answered
+    /// call costs one; once half is used, answers carry
+    /// `X-API-CREDITS-REMAINING`; once all is used, every call gets 429.
+    pub credit_budget: Option<u64>,
 }
 
 impl Default for Faults {
@@ -82,6 +91,9 @@ impl Default for Faults {
             token_ttl: Duration::from_secs(3600),
             every_id_exists: false,
             job_records_per_poll: 100,
+            no_content_rate: 0.0,
+            answer_by_json_path: false,
+            credit_budget: None,
         }
     }
 }
@@ -112,6 +124,12 @@ pub struct SandboxStats {
     pub calls_by_endpoint: HashMap<String, u64>,
     /// Mass-delete jobs scheduled (accepted POSTs with a cvid).
     pub jobs_scheduled: u64,
+    /// Credits charged (answered calls, 429s excluded).
+    pub credits_used: u64,
+    /// When each call was answered 429 because the credits were spent.
+    pub credit_429_at: Vec<Instant>,
+    /// When each call got past auth.
+    pub call_times: Vec<Instant>,
     call_starts: Vec<Instant>,
 }
 
@@ -177,6 +195,34 @@ struct Inner {
     modules: HashSet<String>,
     /// module → how many more schedule POSTs answer ALREADY_SCHEDULED (another mass action runs).
     occupied: HashMap<String, u32>,
+    /// ID → how many more calls answer INTERNAL_ERROR for it (deleting nothing).
+    internal_errors: HashMap<String, u32>,
+    /// What mass-delete status polls answer instead of the job's status.
+    job_poll_answer: Option<JobPollAnswer>,
+    /// The token endpoint answers "Access Denied" (throttled), HTTP 200.
+    token_throttled: bool,
+    /// Access tokens it issues are rejected by the API (401 INVALID_TOKEN).
+    reject_fresh_tokens: bool,
+    /// Token answers leave out `api_domain`.
+    omit_api_domain: bool,
+    /// The `scope` its token answers name, if any.
+    token_scope: Option<String>,
+    /// Endpoints (`delete`, `mass_delete`, `delink`, `contact_roles`,
+    /// `photo`) whose scope the token lacks: 401 OAUTH_SCOPE_MISMATCH.
+    missing_scopes: HashSet<String>,
+    /// How many ALREADY_SCHEDULED answers ID-list mass deletes got.
+    id_path_busy_answers: u64,
+}
+
+/// What a mass-delete status poll answers, when not the job's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobPollAnswer {
+    /// 404 `NOT_FOUND` "Empty response" (an unknown or expired job).
+    NotFound,
+    /// 204 No Content.
+    NoContent,
+    /// The job's status, but `FAILED` with its counts so far.
+    Failed,
 }
 
 /// A mass-delete job over a custom view: it deletes `per_poll` records each
@@ -385,6 +431,59 @@ impl Sandbox {
     /// ALREADY_SCHEDULED, as if someone else's mass action were running.
     pub fn occupy_module(&self, module: &str, posts: u32) {
         self.lock().occupied.insert(module.to_string(), posts);
+    }
+
+    /// The next `times` calls carrying `id` answer INTERNAL_ERROR for it,
+    /// deleting nothing.
+    pub fn fail_record_internally(&self, id: &str, times: u32) {
+        self.lock().internal_errors.insert(id.to_string(), times);
+    }
+
+    /// Make status polls answer `answer` instead of the job's status (`None`: normal).
+    pub fn set_job_poll_answer(&self, answer: Option<JobPollAnswer>) {
+        self.lock().job_poll_answer = answer;
+    }
+
+    /// Make the token endpoint answer "Access Denied" (or stop doing so).
+    pub fn throttle_token_endpoint(&self, throttled: bool) {
+        self.lock().token_throttled = throttled;
+    }
+
+    /// Make the API reject every access token, even one just issued (or stop).
+    pub fn reject_fresh_tokens(&self, reject: bool) {
+        self.lock().reject_fresh_tokens = reject;
+    }
+
+    /// Leave `api_domain` out of token answers (or put it back).
+    pub fn omit_api_domain(&self, omit: bool) {
+        self.lock().omit_api_domain = omit;
+    }
+
+    /// Name `scope` in token answers.
+    pub fn set_token_scope(&self, scope: Option<&str>) {
+        self.lock().token_scope = scope.map(str::to_string);
+    }
+
+    /// The token lacks the scope of `endpoint` (`delete`, `mass_delete`,
+    /// `delink`, `contact_roles`, `photo`): its calls answer 401
+    /// OAUTH_SCOPE_MISMATCH (or stop doing so).
+    pub fn lack_scope(&self, endpoint: &str, lacking: bool) {
+        let mut inner = self.lock();
+        if lacking {
+            inner.missing_scopes.insert(endpoint.to_string());
+        } else {
+            inner.missing_scopes.remove(endpoint);
+        }
+    }
+
+    /// A new day: the credit budget is whole again.
+    pub fn restore_credits(&self) {
+        self.lock().stats.credits_used = 0;
+    }
+
+    /// How many ALREADY_SCHEDULED answers ID-list mass deletes got.
+    pub fn id_path_busy_answers(&self) -> u64 {
+        self.lock().id_path_busy_answers
     }
 
     /// Forget every issued access token: the next calls get 401 INVALID_TOKEN.

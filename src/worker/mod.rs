@@ -311,16 +311,29 @@ impl Dispatcher {
     /// with nothing in flight stops if they are still rejected.
     async fn wait_for_credentials(&mut self) -> Step {
         // Zoho rejected a token it had just issued: a fresh token proves
-        // nothing, only a call would. A drain stops and says why; serve
-        // probes at the probe interval and lets the next call tell.
-        if self.mode == RunMode::Drain
-            && self.tasks.is_empty()
-            && let Ok(Some(pause)) = self.shared.store.globally_paused().await
+        // nothing, only a call would. A drain stops and says why once its
+        // calls are in; serve lifts the pause after the probe interval and
+        // lets the next call tell.
+        if let Ok(Some(pause)) = self.shared.store.globally_paused().await
             && CallCode::parse(&pause.code).is_token_rejected()
         {
-            return Step::Stop(StopReason::CredentialsRejected {
-                message: format!("{}: {}", pause.code, pause.message),
-            });
+            if self.mode == RunMode::Drain {
+                if self.tasks.is_empty() {
+                    return Step::Stop(StopReason::CredentialsRejected {
+                        message: format!("{}: {}", pause.code, pause.message),
+                    });
+                }
+            } else {
+                let interval = self.shared.settings.auth_probe_interval.as_millis() as i64;
+                if self.shared.clock().now_ms() >= pause.paused_at + interval {
+                    info!("trying one call again after the token was rejected");
+                    if self.shared.store.resume(PAUSE_ALL).await.is_ok() {
+                        self.shared.gates.lift_all_pause(self.shared.org());
+                    }
+                    return Step::Next;
+                }
+            }
+            return self.idle().await;
         }
         let now = self.shared.clock().now();
         if now >= self.next_auth_probe {
