@@ -401,3 +401,60 @@ async fn no_id_list_mass_delete_is_sent_while_a_view_job_of_the_org_runs() {
     assert_eq!(env.calls_to("mass_delete_ids"), 2);
     assert_eq!(env.sb().remaining("Leads") + env.sb().remaining("Deals"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_takes_what_zoho_takes_one_record_paths_and_python_s_true() {
+    let env = TestEnv::new(Faults::default()).await;
+    let all = ids(0, 3);
+    env.sb().add_records("Leads", &all);
+    let http = reqwest::Client::new();
+    let base = env.sandbox.url();
+    let token: serde_json::Value = http
+        .post(format!("{base}/oauth/v2/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", zdel::sandbox::CLIENT_ID),
+            ("client_secret", zdel::sandbox::CLIENT_SECRET),
+            ("refresh_token", zdel::sandbox::REFRESH_TOKEN),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let auth = format!(
+        "Zoho-oauthtoken {}",
+        token["access_token"].as_str().unwrap()
+    );
+    // `DELETE /{module}/{id}` with the Python SDK's `wf_trigger=True`.
+    let one: serde_json::Value = http
+        .delete(format!("{base}/crm/v8/Leads/{}?wf_trigger=True", all[0]))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["data"][0]["code"], "SUCCESS");
+    assert_eq!(one["data"][0]["details"]["id"], all[0].as_str());
+    let many = http
+        .delete(format!(
+            "{base}/crm/v8/Leads?ids={},{}&wf_trigger=False",
+            all[1], all[2]
+        ))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(many.status(), 200);
+    assert_eq!(env.sb().remaining("Leads"), 0);
+    let bad = http
+        .delete(format!("{base}/crm/v8/Leads?ids=1&wf_trigger=maybe"))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}

@@ -90,6 +90,10 @@ pub async fn run(config: Config, mode: RunMode, opts: Opts) -> anyhow::Result<Ex
             );
             Ok(ExitCode::from(super::EXIT_WORK_LEFT))
         }
+        StopReason::CreditsReached { pending, why } => {
+            eprintln!("zdel: {why}; {pending} row(s) pending: run again later (see `zdel status`)");
+            Ok(ExitCode::from(super::EXIT_WORK_LEFT))
+        }
         StopReason::CredentialsRejected { message } => {
             eprintln!("zdel: nothing can run: {message}");
             Ok(ExitCode::from(super::EXIT_WORK_LEFT))

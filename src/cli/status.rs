@@ -7,7 +7,9 @@ use clap::Args;
 
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::store::{JobState, RequestState, StatusReport};
+use crate::org::OrgId;
+use crate::store::{CreditLedger, JobState, RequestState, StatusReport};
+use crate::worker::credits::{CreditStop, credit_stop};
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -24,6 +26,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     }
     print_counts(&snap.report);
     print_daily_cap(&snap);
+    print_credits(&snap);
     print_waiting(&snap.report);
     print_jobs(&snap.jobs);
     print_pauses(&snap.report);
@@ -37,6 +40,9 @@ struct Snapshot {
     cap: u64,
     last_24h: i64,
     jobs: Vec<(JobState, i64)>,
+    ledger: CreditLedger,
+    credit_stop: Option<CreditStop>,
+    max_credits_per_day: u64,
 }
 
 impl Snapshot {
@@ -44,6 +50,14 @@ impl Snapshot {
         let store = super::open_store(config).await?;
         let report = store.status(now_ms()).await?;
         let last_24h = store.succeeded_since(now_ms() - 24 * 3600 * 1000).await?;
+        let ledger = store.credits(&OrgId::default(), now_ms()).await?;
+        let credit_stop = credit_stop(
+            &ledger,
+            0,
+            config.limits.max_credits_per_day,
+            config.limits.min_credits_remaining,
+            now_ms(),
+        );
         let jobs = store
             .depth()
             .await?
@@ -57,6 +71,9 @@ impl Snapshot {
             cap: config.limits.max_deletions_per_day,
             last_24h,
             jobs,
+            ledger,
+            credit_stop,
+            max_credits_per_day: config.limits.max_credits_per_day,
         })
     }
 
@@ -65,7 +82,26 @@ impl Snapshot {
         let mut value = serde_json::to_value(report)?;
         value["succeeded_last_24h"] = last_24h.into();
         value["max_deletions_per_day"] = cap.into();
-        value["daily_cap_reached"] = (cap > 0 && last_24h as u64 >= cap).into();
+        let cap_reached = cap > 0 && last_24h as u64 >= cap;
+        value["daily_cap_reached"] = cap_reached.into();
+        value["credits"] = serde_json::to_value(self.ledger)?;
+        value["credits"]["max_credits_per_day"] = self.max_credits_per_day.into();
+        let mut stopped: Vec<String> = Vec::new();
+        if self
+            .report
+            .pauses
+            .iter()
+            .any(|p| p.scope == crate::store::PAUSE_ALL)
+        {
+            stopped.push("all work is paused (credentials)".into());
+        }
+        if let Some(stop) = &self.credit_stop {
+            stopped.push(stop.to_string());
+        }
+        if cap_reached {
+            stopped.push("limits.max_deletions_per_day reached".into());
+        }
+        value["claiming_stopped"] = stopped.into();
         value["mass_delete_jobs"] = jobs
             .iter()
             .map(|(state, n)| (state.as_str().to_string(), serde_json::Value::from(*n)))
@@ -109,6 +145,29 @@ fn print_daily_cap(snap: &Snapshot) {
                 "DAILY CAP REACHED: zdel claims nothing new until the rolling 24-hour count drops below the cap"
             );
         }
+    }
+}
+
+fn print_credits(snap: &Snapshot) {
+    let ledger = &snap.ledger;
+    if ledger.spent_24h == 0 && ledger.remaining.is_none() && snap.max_credits_per_day == 0 {
+        return;
+    }
+    let cap = match snap.max_credits_per_day {
+        0 => "no cap of zdel's own".to_string(),
+        cap => format!("limits.max_credits_per_day = {cap}"),
+    };
+    println!(
+        "
+credits: zdel spent {} in the last 24 hours ({cap})",
+        ledger.spent_24h
+    );
+    if let (Some(remaining), Some(at)) = (ledger.remaining, ledger.remaining_seen_at) {
+        let ago = (now_ms() - at).max(0) / 1000;
+        println!("  Zoho's last X-API-CREDITS-REMAINING: {remaining} ({ago} s ago)");
+    }
+    if let Some(stop) = &snap.credit_stop {
+        println!("CLAIMING STOPPED: {stop}");
     }
 }
 

@@ -614,3 +614,14 @@ pub struct LiveJobs {
     /// takes no other mass delete of the org.
     pub at_zoho: i64,
 }
+
+/// What zdel spent of the org's API credits, and what Zoho last said is left.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CreditLedger {
+    /// Credits zdel's calls cost in the last 24 hours (rolling).
+    pub spent_24h: i64,
+    /// Zoho's last `X-API-CREDITS-REMAINING` (sent once half the day's
+    /// credits are used), and when it came (epoch ms).
+    pub remaining: Option<i64>,
+    pub remaining_seen_at: Option<i64>,
+}

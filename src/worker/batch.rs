@@ -34,6 +34,7 @@ pub(super) async fn run_batch(shared: Arc<Shared>, batch: ClaimedBatch, slot: Ca
             return;
         }
         let started = std::time::Instant::now();
+        let sent = shared.clock().now();
         let result = shared.client.send(&slot, &call_for(&batch, strategy)).await;
         drop(slot);
         let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -51,7 +52,7 @@ pub(super) async fn run_batch(shared: Arc<Shared>, batch: ClaimedBatch, slot: Ca
             operation: scope_operation(&batch.lane, strategy),
         };
         if !matches!(result, Err(ZohoError::RateLimited { .. })) {
-            shared.gates.answered(shared.org());
+            shared.gates.answered(shared.org(), sent);
         }
         match &result {
             Err(e) => apply_error_effects(&shared, target, e).await,

@@ -55,6 +55,9 @@ pub struct Target<'a> {
 struct Throttle {
     streak: u32,
     until: Instant,
+    /// When the last 429 came: only a call sent after it can show that
+    /// the limit has lifted.
+    last_429: Instant,
 }
 
 #[derive(Default)]
@@ -148,9 +151,15 @@ impl Gates {
                     capped.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
                 });
                 let until = previous.map_or(now, |t| t.until).max(now + backoff);
-                state
-                    .throttles
-                    .insert(org.clone(), Throttle { streak, until });
+                let last_429 = now;
+                state.throttles.insert(
+                    org.clone(),
+                    Throttle {
+                        streak,
+                        until,
+                        last_429,
+                    },
+                );
                 Some(GateChange::Throttled { backoff, streak })
             }
             (_, ZohoError::Busy { .. }) => {
@@ -165,11 +174,14 @@ impl Gates {
         }
     }
 
-    /// A call of `org` was answered by something other than a 429: the
-    /// throttle streak is over.
-    pub fn answered(&self, org: &OrgId) {
+    /// A call of `org` sent at `sent` was answered by something other than
+    /// a 429: if it was sent after the last 429, the throttle streak is over
+    /// (an answer to a call sent before it shows nothing).
+    pub fn answered(&self, org: &OrgId, sent: Instant) {
         let mut state = lock(&self.state);
-        if let Some(t) = state.throttles.get_mut(org) {
+        if let Some(t) = state.throttles.get_mut(org)
+            && sent >= t.last_429
+        {
             t.streak = 0;
         }
     }
@@ -329,7 +341,11 @@ mod tests {
         );
         // Another org is not held back; an answer ends the streak.
         assert_eq!(gates.throttle(&OrgId::new("other"), now), (None, 0));
-        gates.answered(&org);
+        // An answer to a call sent before the last 429 shows nothing...
+        gates.answered(&org, now - Duration::from_millis(1));
+        assert_eq!(gates.throttle(&org, now).1, 9);
+        // ...one sent after it ends the streak.
+        gates.answered(&org, now);
         assert_eq!(gates.throttle(&org, now).1, 0);
         // Retry-After, when Zoho names one, is the wait.
         let named = ZohoError::RateLimited {

@@ -16,6 +16,7 @@
 //! Zoho operation is a `zoho::Call` variant built in `batch::call_for`.
 
 mod batch;
+pub mod credits;
 pub mod gates;
 mod jobs;
 pub mod outcome;
@@ -60,6 +61,9 @@ pub enum StopReason {
     DrainedExceptUncertainJobs { jobs: i64 },
     /// Drain: `limits.max_deletions_per_day` is reached with rows left.
     DailyCapReached { pending: i64 },
+    /// Drain: zdel's share of the day's API credits is spent, or Zoho's
+    /// remaining credits are below the headroom, with rows left.
+    CreditsReached { pending: i64, why: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +93,8 @@ struct Shared {
     /// A custom-view job of the org is being posted or runs at Zoho (as of
     /// the last maintenance): Zoho takes no ID-list mass delete meanwhile.
     view_job_at_zoho: std::sync::atomic::AtomicBool,
+    /// The credit ledger as of the last maintenance.
+    ledger: std::sync::Mutex<crate::store::CreditLedger>,
 }
 
 impl Shared {
@@ -165,6 +171,7 @@ struct Dispatcher {
     next_maintenance: Instant,
     next_auth_probe: Instant,
     cap_reported: bool,
+    credits_reported: bool,
     dry_run_jobs_logged: bool,
 }
 
@@ -199,6 +206,7 @@ impl Dispatcher {
                 batch_done: Notify::new(),
                 owner,
                 view_job_at_zoho: Default::default(),
+                ledger: Default::default(),
             }),
             mode,
             shutdown,
@@ -210,6 +218,7 @@ impl Dispatcher {
             next_maintenance: now,
             next_auth_probe: now,
             cap_reported: false,
+            credits_reported: false,
             dry_run_jobs_logged: false,
         }
     }
@@ -243,6 +252,17 @@ impl Dispatcher {
         let Some(slots) = self.take_free_slots(probing).await else {
             return Step::Stop(StopReason::Shutdown);
         };
+        let mut slots = slots;
+        match self.calls_left() {
+            Err(stop) => {
+                drop(slots);
+                return self.hold_for_credits(stop).await;
+            }
+            // No more calls than the share has left.
+            Ok(Some(left)) => slots.truncate(usize::try_from(left).unwrap_or(usize::MAX).max(1)),
+            Ok(None) => {}
+        }
+        self.credits_reported = false;
         let budget = self.daily_budget().await;
         if budget == Some(0) {
             drop(slots);
@@ -298,6 +318,7 @@ impl Dispatcher {
             }
         } else if !shared.gates.all_paused(shared.org())
             && !matches!(self.daily_budget().await, Some(0))
+            && self.credit_stop().is_none()
         {
             match jobs::start_due_jobs(shared, &mut self.tasks, &self.shutdown).await {
                 Ok(started) => self.batches += started,
@@ -406,6 +427,55 @@ impl Dispatcher {
         self.idle().await
     }
 
+    /// Whether the credits stop claiming now (calls in flight count).
+    fn credit_stop(&self) -> Option<credits::CreditStop> {
+        self.calls_left().err()
+    }
+
+    /// How many calls the credits allow now (`None`: no limit), or why none.
+    fn calls_left(&self) -> Result<Option<u64>, credits::CreditStop> {
+        let settings = &self.shared.settings;
+        if settings.max_credits_per_day == 0 && settings.min_credits_remaining == 0 {
+            return Ok(None);
+        }
+        let mut ledger = *crate::sync::lock(&self.shared.ledger);
+        let client_credits = self.shared.client.credits();
+        // Zoho's newest figure, even if the ledger has not caught up yet.
+        if let Some((remaining, at)) = client_credits.last_remaining()
+            && ledger.remaining_seen_at.is_none_or(|seen| at >= seen)
+        {
+            ledger.remaining = Some(remaining);
+            ledger.remaining_seen_at = Some(at);
+        }
+        credits::calls_left(
+            &ledger,
+            self.tasks.len() as u64,
+            client_credits.unrecorded(),
+            settings.max_credits_per_day,
+            settings.min_credits_remaining,
+            self.shared.clock().now_ms(),
+        )
+    }
+
+    /// The credits stop claiming: say so once; a drain with nothing in
+    /// flight stops if rows are left.
+    async fn hold_for_credits(&mut self, stop: credits::CreditStop) -> Step {
+        if !self.credits_reported {
+            warn!("{stop}");
+            self.credits_reported = true;
+        }
+        if self.mode == RunMode::Drain && self.tasks.is_empty() {
+            let pending = self.shared.store.pending_rows(&[], &[]).await.unwrap_or(0);
+            if pending > 0 {
+                return Step::Stop(StopReason::CreditsReached {
+                    pending,
+                    why: stop.to_string(),
+                });
+            }
+        }
+        self.idle().await
+    }
+
     /// Claim up to `slots` batches (at most `budget` IDs in all), past the
     /// gates; lanes are rediscovered once if the known ones have nothing due.
     async fn claim(
@@ -487,6 +557,9 @@ impl Dispatcher {
     /// left, and sum up.
     async fn finish(mut self, reason: StopReason) -> Result<RunSummary, WorkerError> {
         let released_on_shutdown = finish_in_flight(&self.shared, &mut self.tasks).await?;
+        if let Err(e) = keep_the_ledger(&self.shared).await {
+            warn!(error = %e, "could not record the credits this run spent");
+        }
         info!(batches = self.batches, released_on_shutdown, reason = ?reason, "worker stopped");
         Ok(RunSummary {
             reason,
@@ -562,6 +635,29 @@ async fn maintenance(shared: &Shared) -> Result<(), StoreError> {
     shared
         .view_job_at_zoho
         .store(jobs.at_zoho > 0, std::sync::atomic::Ordering::Relaxed);
+    keep_the_ledger(shared).await
+}
+
+/// Move what the client's calls spent (and Zoho's last remaining figure)
+/// into the persistent ledger, and reread it.
+async fn keep_the_ledger(shared: &Shared) -> Result<(), StoreError> {
+    let credits = shared.client.credits();
+    let spent = credits.take_spent();
+    let now = crate::clock::now_ms();
+    if let Err(e) = shared
+        .store
+        .record_credits(shared.org(), spent, credits.last_remaining(), now)
+        .await
+    {
+        credits.give_back(spent);
+        return Err(e);
+    }
+    let ledger = shared.store.credits(shared.org(), now).await?;
+    metrics::gauge!("zdel_credits_spent_24h").set(ledger.spent_24h as f64);
+    if let Some(remaining) = ledger.remaining {
+        metrics::gauge!("zdel_credits_remaining").set(remaining as f64);
+    }
+    *crate::sync::lock(&shared.ledger) = ledger;
     Ok(())
 }
 

@@ -363,6 +363,10 @@ async fn read_answer(
 /// The header Zoho adds once half the day's credits are used.
 pub const CREDITS_REMAINING: &str = "x-api-credits-remaining";
 
+/// How long a lower remaining-credits figure beats a higher one that
+/// arrives after it (see [`Credits`]).
+const OUT_OF_ORDER_MS: i64 = 60_000;
+
 /// What one call's answer said about credits.
 #[derive(Debug, Default, Clone, Copy)]
 struct Seen {
@@ -386,13 +390,35 @@ impl Credits {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         if let Some(remaining) = seen.remaining {
-            *crate::sync::lock(&self.last_remaining) = Some((remaining, crate::clock::now_ms()));
+            let now = crate::clock::now_ms();
+            let mut last = crate::sync::lock(&self.last_remaining);
+            // Answers of calls made together arrive in any order, and the
+            // figure only falls within a day: a higher one right after a
+            // lower one is an older answer.
+            let newer = match *last {
+                Some((previous, at)) => remaining <= previous || now - at > OUT_OF_ORDER_MS,
+                None => true,
+            };
+            if newer {
+                *last = Some((remaining, now));
+            }
         }
     }
 
     /// Credits spent since the last call of this method.
     pub fn take_spent(&self) -> u64 {
         self.spent.swap(0, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Credits spent and not yet taken into the ledger.
+    pub fn unrecorded(&self) -> u64 {
+        self.spent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Put back credits [`Credits::take_spent`] took but could not record.
+    pub fn give_back(&self, spent: u64) {
+        self.spent
+            .fetch_add(spent, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Zoho's last `X-API-CREDITS-REMAINING` and when it came (ms since the epoch).

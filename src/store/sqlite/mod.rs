@@ -8,6 +8,7 @@
 //! per free call slot in one transaction; outcomes of batches finishing
 //! together share one transaction (`record_outcomes`, group commit).
 
+mod credits;
 mod jobs;
 mod queue;
 mod report;
