@@ -750,6 +750,212 @@ async fn side_by_side(b: &mut Bench) -> Result<()> {
     Ok(())
 }
 
+/// Scenario "mixed real answers": every answer of issue 12 switched on at
+/// modest rates; every ID's outcome must agree with the sandbox's state, no
+/// ID may fail that was deleted, and the run must end.
+async fn mixed_real_answers(b: &mut Bench) -> Result<()> {
+    let n: u64 = if b.quick { 4_000 } else { 20_000 };
+    let env = Env::new(Faults {
+        error_5xx_rate: 0.05,
+        error_5xx_after_delete_rate: 0.03,
+        drop_after_delete_rate: 0.02,
+        rate_429: 0.03,
+        no_content_rate: 0.05,
+        answer_by_json_path: true,
+        latency: Duration::from_millis(30),
+        token_ttl: Duration::from_secs(1),
+        job_records_per_poll: 500,
+        ..Faults::default()
+    })
+    .await?;
+    let sb = &env.sandbox.sandbox;
+    // A tenth of the queued IDs never existed (they must fail INVALID_DATA).
+    let mut existing: Vec<String> = Vec::new();
+    let mut never: std::collections::HashSet<String> = Default::default();
+    let halves = [
+        ("Leads", Strategy::Delete),
+        ("Contacts", Strategy::MassDelete),
+    ];
+    for (m, (module, strategy)) in halves.iter().enumerate() {
+        let start = m as u64 * 10_000_000;
+        let share = n / 2;
+        let ids: Vec<String> = (0..share).map(|i| id(start + i)).collect();
+        for (i, record) in ids.iter().enumerate() {
+            if i % 10 == 9 {
+                never.insert(record.clone());
+            } else {
+                existing.push(record.clone());
+            }
+        }
+        sb.add_records(module, ids.iter().filter(|r| !never.contains(*r)));
+        env.enqueue(module, start, share, *strategy).await?;
+    }
+    // Locked records, per-ID server faults, another integration's mass
+    // action, a view job running beside ID-list mass deletes.
+    for (i, record) in existing.iter().enumerate() {
+        match i % 100 {
+            0 => sb.lock_record(record, 2),
+            1 => sb.fail_record_internally(record, 2),
+            _ => {}
+        }
+    }
+    sb.occupy_module("Contacts", 2);
+    let view: Vec<String> = (0..2_000).map(|i| id(50_000_000 + i)).collect();
+    sb.add_view("Deals", "3652397000000538003", &view);
+    env.store
+        .insert_job(&zdel::store::NewJob {
+            module: "Deals".into(),
+            cvid: "3652397000000538003".into(),
+            territory_id: None,
+            include_child: false,
+        })
+        .await?;
+    let overrides = [
+        ("MASS_DELETE__POLL_INTERVAL_MS", "50"),
+        ("MASS_DELETE__MAX_POLL_INTERVAL_MS", "200"),
+        ("LIMITS__MAX_THROTTLE_BACKOFF_MS", "500"),
+    ];
+    let config = env.config(&overrides)?;
+    let client = Arc::new(zdel::cli::zoho_client(&config)?);
+    let started = Instant::now();
+    let summary = tokio::time::timeout(
+        Duration::from_secs(600),
+        worker::run(
+            env.store.clone(),
+            client,
+            zdel::cli::worker_settings(&config),
+            RunMode::Drain,
+            CancellationToken::new(),
+        ),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("the mixed-answers drain did not end in 10 minutes"))??;
+    let elapsed = started.elapsed();
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect_with(SqliteConnectOptions::new().filename(&env.db))
+        .await?;
+    let rows: Vec<(String, String, String, Option<String>)> =
+        sqlx::query_as("SELECT module, record_id, state, outcome_code FROM deletion_requests")
+            .fetch_all(&pool)
+            .await?;
+    let (mut agree, mut disagree, mut false_failures, mut never_succeeded) =
+        (0u64, 0u64, 0u64, 0u64);
+    let mut codes: std::collections::BTreeMap<String, u64> = Default::default();
+    for (module, record, state, code) in &rows {
+        let gone = !sb.has_record(module, record);
+        let existed = !never.contains(record);
+        *codes
+            .entry(format!("{state} {}", code.as_deref().unwrap_or("-")))
+            .or_default() += 1;
+        // succeeded: Zoho no longer has it; failed: Zoho still has it, or
+        // it never existed (INVALID_DATA).
+        let right = match state.as_str() {
+            "succeeded" => gone,
+            "failed" => !gone || (!existed && code.as_deref() == Some("INVALID_DATA")),
+            _ => false,
+        };
+        if state == "succeeded" && !existed {
+            never_succeeded += 1;
+        }
+        if state == "failed" && existed && gone {
+            false_failures += 1;
+        }
+        if right {
+            agree += 1;
+        } else {
+            disagree += 1;
+        }
+    }
+    let job = env.store.jobs().await?;
+    let job_state = job.first().map(|j| j.state.to_string()).unwrap_or_default();
+    let stats = sb.stats();
+    let by_code: Vec<String> = codes.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    let mut statuses: Vec<(u16, u64)> = stats.statuses.iter().map(|(k, v)| (*k, *v)).collect();
+    statuses.sort();
+    let statuses: Vec<String> = statuses.iter().map(|(k, v)| format!("{k}×{v}")).collect();
+    b.record(
+        &format!("mixed real answers, {n} IDs + a 2,000-record view job"),
+        format!(
+            "run ended ({:?}) in {:.1} s; **{agree} outcomes agree with the sandbox, {disagree} disagree, {false_failures} deleted-but-failed**; {never_succeeded} never-existing IDs recorded succeeded (\"no longer in Zoho\" after an unanswered attempt); view job {job_state}; {} calls (HTTP {}), {} tokens, {} ALREADY_SCHEDULED on the ID path; outcomes: {}",
+            summary.reason,
+            elapsed.as_secs_f64(),
+            stats.calls,
+            statuses.join(" "),
+            stats.tokens_issued,
+            sb.id_path_busy_answers(),
+            by_code.join(", ")
+        ),
+        "every outcome agrees, none deleted-but-failed, the run ends",
+        Some(disagree == 0 && false_failures == 0 && summary.reason == worker::StopReason::Drained),
+    );
+    Ok(())
+}
+
+/// Scenario "credits run out": Zoho's daily credits end mid-run (every call
+/// 429, no Retry-After); how many calls zdel makes in the next 60 s, and
+/// how soon it resumes once credits return.
+async fn credits_run_out(b: &mut Bench) -> Result<()> {
+    let watch = if b.quick { 15 } else { 60 };
+    let env = Env::new(Faults {
+        every_id_exists: true,
+        latency: Duration::from_millis(20),
+        credit_budget: Some(200),
+        ..Faults::default()
+    })
+    .await?;
+    let sb = env.sandbox.sandbox.clone();
+    for (m, module) in MODULES.iter().enumerate() {
+        env.enqueue(module, m as u64 * 10_000_000, 20_000, Strategy::Auto)
+            .await?;
+    }
+    let config = env.config(&[("LIMITS__MAX_CONCURRENCY", "4")])?;
+    let client = Arc::new(zdel::cli::zoho_client(&config)?);
+    let stop = CancellationToken::new();
+    let serve = tokio::spawn(worker::run(
+        env.store.clone(),
+        client,
+        zdel::cli::worker_settings(&config),
+        RunMode::Serve,
+        stop.clone(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sb.stats().credit_429_at.is_empty() {
+        anyhow::ensure!(Instant::now() < deadline, "the credits never ran out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let exhausted = sb.stats().credit_429_at[0];
+    tokio::time::sleep_until((exhausted + Duration::from_secs(watch)).into()).await;
+    let in_window = sb
+        .stats()
+        .credit_429_at
+        .iter()
+        .filter(|t| **t < exhausted + Duration::from_secs(watch))
+        .count();
+    // A new day.
+    let calls_before = sb.stats().call_times.len();
+    let restored = Instant::now();
+    sb.restore_credits();
+    let deadline = restored + Duration::from_secs(300);
+    while sb.stats().call_times.len() == calls_before {
+        anyhow::ensure!(Instant::now() < deadline, "work never resumed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let resumed = sb.stats().call_times[calls_before].duration_since(restored);
+    stop.cancel();
+    serve.await??;
+    let limit = config.limits.max_throttle_backoff_ms / 1000;
+    b.record(
+        &format!("credits run out (4 slots, 3 lanes, limits.max_throttle_backoff_ms = {}), {watch} s watched", config.limits.max_throttle_backoff_ms),
+        format!(
+            "**{in_window} calls in the {watch} s after the credits ran out** (before issue 12: 35 calls in 15 s with 4 slots, ~140 a minute); first call {:.1} s after credits returned (at most one back-off, {limit} s)",
+            resumed.as_secs_f64()
+        ),
+        "a handful a minute; resumes by itself",
+        Some(in_window as u64 <= 20 && resumed.as_secs() <= limit + 1),
+    );
+    Ok(())
+}
+
 fn machine() -> String {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -843,6 +1049,12 @@ async fn main() -> Result<()> {
     }
     if wanted("side-by-side") {
         side_by_side(&mut b).await?;
+    }
+    if wanted("real-answers") {
+        mixed_real_answers(&mut b).await?;
+    }
+    if wanted("credits") {
+        credits_run_out(&mut b).await?;
     }
     b.notes.push(format!(
         "whole run: {:.0} s",

@@ -391,3 +391,42 @@ async fn json_logs_carry_a_span_per_batch() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_credits_spent_what_zoho_says_is_left_and_why_claiming_stopped() {
+    let mut env = TestEnv::new(Faults {
+        credit_budget: Some(20),
+        ..Faults::default()
+    })
+    .await;
+    env.set("LIMITS__MIN_CREDITS_REMAINING", "5");
+    env.set("LIMITS__MAX_CONCURRENCY", "2");
+    env.seed_and_enqueue("Leads", &ids(0, 3_000), true).await;
+    let mut served = serve(&env).await;
+    let metrics_url = format!("{}/metrics", served.base);
+
+    wait_until(
+        Duration::from_secs(20),
+        "claiming stops for credits",
+        || async {
+            let m = parse_metrics(&get(&metrics_url).await.1);
+            value(&m, "zdel_claiming_stopped", &["reason=\"credit_headroom\""]) == 1.0
+                && value(&m, "zdel_credits_spent_24h", &[]) == env.sb().stats().calls as f64
+        },
+    )
+    .await;
+    let calls = env.sb().stats().calls as f64;
+    let m = parse_metrics(&get(&metrics_url).await.1);
+    assert_eq!(value(&m, "zdel_credits_remaining", &[]), 20.0 - calls);
+    assert_eq!(value(&m, "zdel_credits_spent_24h", &[]), calls);
+    assert_eq!(
+        value(&m, "zdel_claiming_stopped", &["reason=\"credit_share\""]),
+        0.0
+    );
+    sigterm(&served.child);
+    let status = tokio::time::timeout(Duration::from_secs(30), served.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}

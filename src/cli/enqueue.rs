@@ -336,10 +336,14 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         Ok(())
     }
     .await;
+    // A failed write leaves the reader blocked on a full channel: closing
+    // our end lets it stop at once instead of waiting for us forever.
+    drop(rx);
     let read: anyhow::Result<u64> = read_task
         .await
         .map_err(|e| anyhow::anyhow!("reader failed: {e}"))?;
     progress.finish_and_clear();
+    // The writer's error says what happened; the reader then only saw it stop.
     if let Err(e) = written.and(read.map(|_| ())) {
         return Err(e.context(format!(
             "{committed} ID(s) were queued before this failure and stay queued; run the same command again to queue the rest (IDs already queued are skipped)"

@@ -119,6 +119,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         );
     }
     init_tracing(&config, matches!(cli.command, Command::Demo(_)));
+    let database = config.database.url.clone();
+    let result = run_command(cli, config).await;
+    result.map_err(|e| {
+        let disk_full = e.chain().any(|cause| {
+            cause
+                .downcast_ref::<crate::store::StoreError>()
+                .is_some_and(|s| s.is_disk_full())
+        });
+        if disk_full {
+            e.context(format!("disk full: the database {database} cannot grow"))
+        } else {
+            e
+        }
+    })
+}
+
+async fn run_command(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(opts) => demo::run(cli.config.as_deref(), opts).await,
         Command::Migrate => migrate::run(config).await,

@@ -90,6 +90,10 @@ pub async fn run(config: Config, mode: RunMode, opts: Opts) -> anyhow::Result<Ex
             );
             Ok(ExitCode::from(super::EXIT_WORK_LEFT))
         }
+        StopReason::DiskFull { message } => {
+            eprintln!("zdel: {message}; run `zdel drain` again then");
+            Ok(ExitCode::FAILURE)
+        }
         StopReason::CreditsReached { pending, why } => {
             eprintln!("zdel: {why}; {pending} row(s) pending: run again later (see `zdel status`)");
             Ok(ExitCode::from(super::EXIT_WORK_LEFT))

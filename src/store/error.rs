@@ -51,6 +51,15 @@ pub enum StoreError {
     /// The store was closed; nothing more can be written.
     #[error("the database was closed (shutting down); nothing was written")]
     Closed,
+    /// The disk (or the file-size limit) holding the database is full: the
+    /// statement was rolled back, everything committed before is intact.
+    #[error(
+        "the disk holding the database is full: nothing of this write was kept; everything committed before it is intact. Free space, then run the command again"
+    )]
+    DiskFull {
+        #[source]
+        source: BackendError,
+    },
     /// Any other database error. `constraint`: a CHECK, UNIQUE or NOT NULL
     /// constraint refused the statement.
     #[error("database error: {source}")]
@@ -69,6 +78,11 @@ impl StoreError {
             self,
             StoreError::Open { .. } | StoreError::Create { .. } | StoreError::BadUrl { .. }
         )
+    }
+
+    /// True when the disk holding the database is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::DiskFull { .. })
     }
 
     /// True when the statement failed on a constraint (CHECK, UNIQUE, NOT NULL).

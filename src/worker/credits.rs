@@ -20,6 +20,30 @@ pub enum CreditStop {
     BelowHeadroom { remaining: i64, min: u64 },
 }
 
+impl CreditStop {
+    /// The `reason` label of `zdel_claiming_stopped`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CreditStop::ShareSpent { .. } => "credit_share",
+            CreditStop::BelowHeadroom { .. } => "credit_headroom",
+        }
+    }
+}
+
+/// Every `reason` of `zdel_claiming_stopped`.
+pub const STOP_REASONS: [&str; 3] = ["credit_share", "credit_headroom", "daily_cap"];
+
+/// Set `zdel_claiming_stopped{reason}`: 1 for `reason` (if any), 0 for the rest.
+pub fn report_stop(reason: Option<&str>) {
+    for r in STOP_REASONS {
+        metrics::gauge!("zdel_claiming_stopped", "reason" => r).set(if Some(r) == reason {
+            1.0
+        } else {
+            0.0
+        });
+    }
+}
+
 impl std::fmt::Display for CreditStop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

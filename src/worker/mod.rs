@@ -61,6 +61,9 @@ pub enum StopReason {
     DrainedExceptUncertainJobs { jobs: i64 },
     /// Drain: `limits.max_deletions_per_day` is reached with rows left.
     DailyCapReached { pending: i64 },
+    /// Drain: the disk holding the database is full; nothing more can be
+    /// recorded. `message` names the file.
+    DiskFull { message: String },
     /// Drain: zdel's share of the day's API credits is spent, or Zoho's
     /// remaining credits are below the headroom, with rows left.
     CreditsReached { pending: i64, why: String },
@@ -262,6 +265,9 @@ impl Dispatcher {
             Ok(Some(left)) => slots.truncate(usize::try_from(left).unwrap_or(usize::MAX).max(1)),
             Ok(None) => {}
         }
+        if self.credits_reported || self.cap_reported {
+            credits::report_stop(None);
+        }
         self.credits_reported = false;
         let budget = self.daily_budget().await;
         if budget == Some(0) {
@@ -277,6 +283,18 @@ impl Dispatcher {
             Ok(_) => {
                 drop(slots);
                 self.when_nothing_is_due().await
+            }
+            Err(e) if e.is_disk_full() => {
+                drop(slots);
+                let message = format!(
+                    "the disk holding the database {} is full: no claim can be recorded; free space (zdel carries on by itself once there is room)",
+                    self.shared.store.path().display()
+                );
+                error!("{message}");
+                if self.mode == RunMode::Drain {
+                    return Step::Stop(StopReason::DiskFull { message });
+                }
+                self.idle().await
             }
             Err(e) => {
                 drop(slots);
@@ -412,6 +430,7 @@ impl Dispatcher {
     /// flight stops if rows are left.
     async fn hold_at_daily_cap(&mut self) -> Step {
         if !self.cap_reported {
+            credits::report_stop(Some("daily_cap"));
             warn!(
                 cap = self.shared.settings.max_deletions_per_day,
                 "limits.max_deletions_per_day reached: no new claims until the rolling 24-hour count drops"
@@ -462,6 +481,7 @@ impl Dispatcher {
     async fn hold_for_credits(&mut self, stop: credits::CreditStop) -> Step {
         if !self.credits_reported {
             warn!("{stop}");
+            credits::report_stop(Some(stop.reason()));
             self.credits_reported = true;
         }
         if self.mode == RunMode::Drain && self.tasks.is_empty() {

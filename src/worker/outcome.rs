@@ -220,7 +220,7 @@ fn per_id(row: &ClaimedRow, answer: &BatchAnswer, ctx: &Context) -> RowChange {
     let confirmed;
     let message = if decision == Decision::Succeed && *code == ResultCode::InvalidData {
         confirmed = format!(
-            "confirmed on retry: an earlier attempt ended without an answer and Zoho no longer has this record, so that attempt deleted it (Zoho said: {message})"
+            "confirmed on retry: Zoho no longer has this record; an earlier attempt ended without an answer and most likely deleted it (Zoho said: {message})"
         );
         confirmed.as_str()
     } else {

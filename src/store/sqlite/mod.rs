@@ -30,8 +30,42 @@ pub use queue::{Enqueuer, IdChunk};
 use super::StoreError;
 use super::types::{Depth, LeaseToken, Recorded, RowOutcome};
 
+/// SQLite's SQLITE_FULL (primary code 13), SQLITE_IOERR_SHMSIZE (4874:
+/// the `-shm` file could not be extended, which on opening a database means
+/// no space), and ENOSPC from the OS.
+fn is_disk_full(e: &sqlx::Error) -> bool {
+    const SQLITE_FULL: i32 = 13;
+    const SQLITE_IOERR_SHMSIZE: i32 = 4874;
+    match e {
+        sqlx::Error::Database(d) => d
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| c & 0xff == SQLITE_FULL || c == SQLITE_IOERR_SHMSIZE),
+        sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::StorageFull,
+        _ => false,
+    }
+}
+
+/// Why `path` could not be opened: a full disk, or anything else.
+fn open_error(path: &Path, source: sqlx::Error) -> StoreError {
+    if is_disk_full(&source) {
+        return StoreError::DiskFull {
+            source: Box::new(source),
+        };
+    }
+    StoreError::Open {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> StoreError {
+        if is_disk_full(&e) {
+            return StoreError::DiskFull {
+                source: Box::new(e),
+            };
+        }
         let constraint = matches!(&e, sqlx::Error::Database(d) if matches!(
             d.kind(),
             sqlx::error::ErrorKind::CheckViolation
@@ -54,6 +88,8 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 /// The queue's handle: a small pool of SQLite connections in WAL mode.
 #[derive(Clone)]
 pub struct Store {
+    /// The database file.
+    path: std::path::PathBuf,
     /// Readers (status, outcomes, counts), concurrent under WAL.
     pool: SqlitePool,
     /// The one connection every write of this process goes through (`None`
@@ -151,6 +187,9 @@ impl std::ops::DerefMut for WriteTx {
 /// serve reads (status) concurrently under WAL.
 const POOL_CONNECTIONS: u32 = 4;
 
+/// The most a WAL keeps after a checkpoint, in bytes.
+const JOURNAL_SIZE_LIMIT: u64 = 64 << 20;
+
 impl Store {
     /// Open (creating if missing) the database named by `url` and apply migrations.
     pub async fn open(url: &str, busy_timeout: Duration) -> Result<Store, StoreError> {
@@ -165,6 +204,10 @@ impl Store {
             // ~5% (fewer pages split, fewer WAL frames per commit).
             .page_size(32_768)
             .foreign_keys(true)
+            // After a checkpoint, the WAL is cut back to 64 MiB: a big
+            // enqueue beside a running daemon (whose open connections keep
+            // the file) does not keep the disk's space (README "Durability").
+            .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT.to_string())
             .busy_timeout(busy_timeout);
         let path = options.get_filename().to_path_buf();
         create_owner_only(&path)?;
@@ -172,10 +215,7 @@ impl Store {
             .max_connections(POOL_CONNECTIONS)
             .connect_with(options.clone())
             .await
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source: Box::new(source),
-            })?;
+            .map_err(|source| open_error(&path, source))?;
         let writer = options
             // Statement journals and json_each's temporary tables in memory.
             .pragma("temp_store", "memory")
@@ -183,11 +223,9 @@ impl Store {
             .busy_timeout(Duration::ZERO)
             .connect()
             .await
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source: Box::new(source),
-            })?;
+            .map_err(|source| open_error(&path, source))?;
         let store = Store {
+            path,
             pool,
             writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
             writer_in_tx: Arc::new(AtomicBool::new(false)),
@@ -233,12 +271,26 @@ impl Store {
         Ok(Depth { requests, jobs })
     }
 
+    /// The database file, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub async fn close(&self) {
         let writer = self.writer.lock().await.take();
-        if let Some(writer) = writer
-            && let Err(e) = writer.close().await
-        {
-            tracing::debug!(error = %e, "closing the writer connection");
+        if let Some(mut writer) = writer {
+            // Hand the WAL's space back now, even if another process keeps
+            // the database open (it would otherwise keep the file's size
+            // until its next checkpoint). Busy readers just make it a no-op.
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&mut writer)
+                .await
+            {
+                tracing::debug!(error = %e, "checkpointing the WAL on close");
+            }
+            if let Err(e) = writer.close().await {
+                tracing::debug!(error = %e, "closing the writer connection");
+            }
         }
         self.pool.close().await;
     }
