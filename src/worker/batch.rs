@@ -56,11 +56,13 @@ pub(super) async fn run_batch(shared: Arc<Shared>, batch: ClaimedBatch, slot: Ca
         }
         match &result {
             Err(e) => apply_error_effects(&shared, target, e).await,
-            Ok(answer) => {
-                if let Some(effect) = outcome::gate_effect(answer) {
-                    apply_error_effects(&shared, target, &effect).await;
+            Ok(answer) => match outcome::gate_effect(answer) {
+                Some(effect) => apply_error_effects(&shared, target, &effect).await,
+                None if target.operation == MASS_DELETE => {
+                    shared.gates.mass_delete_answered(shared.org())
                 }
-            }
+                None => {}
+            },
         }
         if let Err(e) = &result
             && matches!(

@@ -24,6 +24,9 @@ use crate::zoho::ZohoError;
 /// with every 429 in a row, up to `limits.max_throttle_backoff_ms`.
 pub const THROTTLE_BASE_MS: u64 = 2_000;
 
+/// The longest wait after `ALREADY_SCHEDULED` answers in a row.
+pub const MAX_BUSY_WAIT: Duration = Duration::from_secs(300);
+
 /// What a whole-call error asks of the gates, for the caller to log and
 /// make durable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +70,8 @@ struct State {
     paused_orgs: HashSet<OrgId>,
     throttles: HashMap<OrgId, Throttle>,
     token_outage_until: HashMap<OrgId, Instant>,
-    mass_delete_busy_until: HashMap<OrgId, Instant>,
+    /// ALREADY_SCHEDULED answers in a row, and until when mass deletes wait.
+    mass_delete_busy: HashMap<OrgId, (u32, Instant)>,
 }
 
 /// The gates of every lane. Cheap to read; never held across an await.
@@ -163,12 +167,21 @@ impl Gates {
                 Some(GateChange::Throttled { backoff, streak })
             }
             (_, ZohoError::Busy { .. }) => {
+                // Doubling while Zoho keeps saying so: another integration's
+                // long mass action costs a few calls an hour, not 12 a minute.
+                let streak = state
+                    .mass_delete_busy
+                    .get(org)
+                    .map_or(0, |b| b.0)
+                    .saturating_add(1);
+                let wait = self
+                    .busy_wait
+                    .saturating_mul(1 << (streak - 1).min(16))
+                    .min(MAX_BUSY_WAIT.max(self.busy_wait));
                 state
-                    .mass_delete_busy_until
-                    .insert(org.clone(), now + self.busy_wait);
-                Some(GateChange::MassDeleteBusy {
-                    wait: self.busy_wait,
-                })
+                    .mass_delete_busy
+                    .insert(org.clone(), (streak, now + wait));
+                Some(GateChange::MassDeleteBusy { wait })
             }
             _ => None,
         }
@@ -197,13 +210,20 @@ impl Gates {
         }
     }
 
-    /// Whether ID-list mass deletes of `org` are held back at `now`
-    /// (Zoho said another mass action runs).
-    pub fn mass_delete_busy(&self, org: &OrgId, now: Instant) -> bool {
+    /// Until when ID-list mass deletes of `org` are held back at `now`
+    /// (Zoho said another mass action runs), if they are.
+    pub fn mass_delete_busy(&self, org: &OrgId, now: Instant) -> Option<Instant> {
         lock(&self.state)
-            .mass_delete_busy_until
+            .mass_delete_busy
             .get(org)
-            .is_some_and(|until| *until > now)
+            .map(|b| b.1)
+            .filter(|until| *until > now)
+    }
+
+    /// An ID-list mass delete of `org` was answered per ID: the other mass
+    /// action is over.
+    pub fn mass_delete_answered(&self, org: &OrgId) {
+        lock(&self.state).mass_delete_busy.remove(org);
     }
 
     /// Replace the pauses with the durable ones (the `pauses` table, which
@@ -359,6 +379,39 @@ mod tests {
             gates.throttle(&org, now).0,
             Some(now + Duration::from_secs(7))
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn already_scheduled_holds_mass_deletes_back_doubling_until_an_answer() {
+        let gates = Gates::new(Duration::from_secs(60), Duration::from_secs(5));
+        let org = OrgId::default();
+        let target = Target {
+            module: "Leads",
+            operation: "mass_delete",
+        };
+        let busy = ZohoError::Busy {
+            message: "another mass action".into(),
+            http_status: Some(400),
+        };
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            match gates.on_error(&org, target, &busy, Instant::now(), 0.5) {
+                Some(GateChange::MassDeleteBusy { wait }) => waits.push(wait.as_secs()),
+                other => panic!("expected a busy gate, got {other:?}"),
+            }
+        }
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300]);
+        let now = Instant::now();
+        assert_eq!(
+            gates.mass_delete_busy(&org, now),
+            Some(now + Duration::from_secs(300))
+        );
+        gates.mass_delete_answered(&org);
+        assert_eq!(gates.mass_delete_busy(&org, now), None);
+        match gates.on_error(&org, target, &busy, now, 0.5) {
+            Some(GateChange::MassDeleteBusy { wait }) => assert_eq!(wait.as_secs(), 5),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -112,9 +112,13 @@ impl Shared {
             Some(until) => until.duration_since(now).as_millis() as i64,
             None => gates::THROTTLE_BASE_MS as i64,
         };
+        let busy = match self.gates.mass_delete_busy(self.org(), now) {
+            Some(until) => until.duration_since(now).as_millis() as i64,
+            None => self.settings.job_poll_interval_ms,
+        };
         outcome::Waits {
             rate_limited_ms: throttled,
-            busy_ms: self.settings.job_poll_interval_ms,
+            busy_ms: busy,
         }
     }
 
@@ -337,6 +341,7 @@ impl Dispatcher {
         } else if !shared.gates.all_paused(shared.org())
             && !matches!(self.daily_budget().await, Some(0))
             && self.credit_stop().is_none()
+            && !self.calls_held_back()
         {
             match jobs::start_due_jobs(shared, &mut self.tasks, &self.shutdown).await {
                 Ok(started) => self.batches += started,
@@ -444,6 +449,14 @@ impl Dispatcher {
             }
         }
         self.idle().await
+    }
+
+    /// Whether the org's 429 back-off or a token outage holds every call
+    /// back now (job polls and posts too).
+    fn calls_held_back(&self) -> bool {
+        let (org, now) = (self.shared.org(), self.shared.clock().now());
+        self.shared.gates.throttle(org, now).0.is_some()
+            || self.shared.gates.token_outage_until(org, now).is_some()
     }
 
     /// Whether the credits stop claiming now (calls in flight count).
@@ -724,7 +737,7 @@ fn paused_lanes(shared: &Shared, lanes: &[LaneKey]) -> Vec<LaneKey> {
 fn held_lanes(shared: &Shared, lanes: &[LaneKey]) -> Vec<LaneKey> {
     let mut held = paused_lanes(shared, lanes);
     let now = shared.clock().now();
-    let busy = shared.gates.mass_delete_busy(shared.org(), now)
+    let busy = shared.gates.mass_delete_busy(shared.org(), now).is_some()
         || shared
             .view_job_at_zoho
             .load(std::sync::atomic::Ordering::Relaxed);
