@@ -79,9 +79,11 @@ async fn kill_9_at_random_moments_loses_nothing_and_deletes_nothing_twice() {
         .await
         .expect("the final drain did not finish")
         .unwrap();
+    // 0, or 6 if some of the ghosts' failures fell in this last run.
     assert!(
-        out.status.success(),
-        "{}",
+        matches!(out.status.code(), Some(0 | 6)),
+        "{:?}: {}",
+        out.status.code(),
         String::from_utf8_lossy(&out.stderr)
     );
 

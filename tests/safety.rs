@@ -91,7 +91,7 @@ async fn the_daily_cap_stops_claiming_exactly_at_the_cap() {
     let out = zdel(&env, &["status"], &[]);
     assert!(text(&out).contains("DAILY CAP REACHED"), "{}", text(&out));
     let out = zdel(&env, &["drain"], &[]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(
         text(&out).contains("max_deletions_per_day"),
         "{}",

@@ -34,7 +34,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    let store = super::open_store(&config).await?;
+    let store = super::open_existing_store(&config).await?;
     let filter = OutcomeFilter {
         state: Some(RequestState::Pending),
         module: Some(opts.module.clone()),

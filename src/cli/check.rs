@@ -14,7 +14,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         config.limits.max_concurrency,
         config.retry.max_attempts
     );
-    let store = super::open_store(&config).await?;
+    let store = super::open_existing_store(&config).await?;
     let totals = store.state_totals().await?;
     store.close().await;
     println!(

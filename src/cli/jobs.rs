@@ -23,7 +23,7 @@ pub struct Opts {
 }
 
 pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
-    let store = super::open_store(&config).await?;
+    let store = super::open_existing_store(&config).await?;
     if let Some(id) = opts.reschedule {
         if !store.reschedule_job(id, now_ms()).await? {
             return Err(super::UsageError(format!("job {id} is not uncertain or failed (or another job for the same view is live): nothing changed")).into());

@@ -1,9 +1,7 @@
 //! The command line: one clap enum, one file per subcommand. `anyhow` lives
 //! here and in `main.rs` only; the library below returns typed errors.
 //!
-//! Exit status: 0 done; 1 a runtime failure (database, network); 2 bad
-//! input or configuration (nothing was changed); 3 `drain` stopped with work
-//! left that it cannot do (paused lanes, rejected credentials).
+//! Exit statuses: see [`exit`] (the same table is in `--help` and the README).
 
 mod cancel;
 mod check;
@@ -31,7 +29,8 @@ use crate::store::Store;
 #[command(
     name = "zdel",
     version,
-    about = "Bulk deletion for Zoho CRM: a durable SQLite queue, batched and rate-limited, with an outcome for every ID"
+    about = "Bulk deletion for Zoho CRM: a durable SQLite queue, batched and rate-limited, with an outcome for every ID",
+    after_help = EXIT_HELP
 )]
 pub struct Cli {
     /// Config file layered over the built-in defaults (then ZDEL__* env vars).
@@ -77,8 +76,40 @@ pub enum Command {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// Exit status for `drain` when work is left that it cannot do.
-pub const EXIT_WORK_LEFT: u8 = 3;
+/// Every command's exit statuses, for scripts and cron jobs. The same
+/// table is printed by `zdel --help` ([`EXIT_HELP`]) and in the README.
+pub mod exit {
+    /// All done: nothing failed, nothing left.
+    pub const DONE: u8 = 0;
+    /// zdel could not do its job (the database, a full disk, the network):
+    /// nothing queued was lost; run the command again once fixed.
+    pub const ERROR: u8 = 1;
+    /// Bad input or bad configuration (or no database where one must be):
+    /// nothing was changed.
+    pub const USAGE: u8 = 2;
+    /// `drain`: work is left in paused lanes, or Zoho rejects the
+    /// credentials: fix the cause, then `zdel resume`.
+    pub const PAUSED: u8 = 3;
+    /// `drain`: the daily deletion cap or the credit limit is reached with
+    /// work left: run again later.
+    pub const LIMIT: u8 = 4;
+    /// `drain`: mass-delete jobs are uncertain: an operator must decide
+    /// (`zdel jobs`).
+    pub const UNCERTAIN: u8 = 5;
+    /// `drain`: everything ran, but rows failed during this run
+    /// (`zdel outcomes --state failed`).
+    pub const ROWS_FAILED: u8 = 6;
+}
+
+/// The exit-status table, as `zdel --help` prints it.
+pub const EXIT_HELP: &str = "Exit status:
+  0  all done: nothing failed, nothing left
+  1  zdel could not do its job (database, full disk, network); nothing queued was lost
+  2  bad input or configuration, or no database where one must be; nothing changed
+  3  drain: work left in paused lanes, or the credentials are rejected
+  4  drain: the daily deletion cap or the credit limit is reached with work left
+  5  drain: mass-delete jobs are uncertain; an operator must decide (zdel jobs)
+  6  drain: everything ran, but rows failed during this run (zdel outcomes --state failed)";
 
 /// Run the parsed command line; errors become a message on stderr and an exit status.
 pub fn main(cli: Cli) -> ExitCode {
@@ -103,9 +134,9 @@ pub fn main(cli: Cli) -> ExitCode {
                 || e.downcast_ref::<ConfigError>().is_some()
                 || unopenable
             {
-                ExitCode::from(2)
+                ExitCode::from(exit::USAGE)
             } else {
-                ExitCode::FAILURE
+                ExitCode::from(exit::ERROR)
             }
         }
     }
@@ -189,6 +220,18 @@ pub fn zoho_client(config: &Config) -> Result<crate::zoho::ZohoClient, ConfigErr
     crate::zoho::ZohoClient::new(crate::org::OrgId::default(), &config.zoho, &config.limits)
 }
 
+/// The database, which must exist already: every command but `migrate`,
+/// `enqueue`, `mass-delete` (these two queue work), `serve`, `drain` and
+/// `demo` (which create it) opens it so.
+async fn open_existing_store(config: &Config) -> anyhow::Result<Store> {
+    Ok(Store::open_existing(
+        &config.database.url,
+        std::time::Duration::from_millis(config.database.busy_timeout_ms),
+    )
+    .await?)
+}
+
+/// The database, created if missing (`migrate`, `enqueue`, `mass-delete`, `serve`, `drain`).
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(Store::open(
         &config.database.url,

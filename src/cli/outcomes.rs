@@ -48,7 +48,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         StateArg::Failed => RequestState::Failed,
         StateArg::Cancelled => RequestState::Cancelled,
     });
-    let store = super::open_store(&config).await?;
+    let store = super::open_existing_store(&config).await?;
     let filter = OutcomeFilter {
         state,
         module: opts.module,

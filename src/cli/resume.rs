@@ -18,7 +18,7 @@ pub struct Opts {
 }
 
 pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
-    let store = super::open_store(&config).await?;
+    let store = super::open_existing_store(&config).await?;
     if opts.all {
         let n = store.resume_all().await?;
         println!(

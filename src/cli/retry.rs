@@ -36,7 +36,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         RetryState::Failed => RequestState::Failed,
         RetryState::Cancelled => RequestState::Cancelled,
     };
-    let store = super::open_store(&config).await?;
+    let store = super::open_existing_store(&config).await?;
     let filter = OutcomeFilter {
         state: Some(state),
         module: opts.module,

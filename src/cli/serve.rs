@@ -62,45 +62,72 @@ pub async fn run(config: Config, mode: RunMode, opts: Opts) -> anyhow::Result<Ex
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         spawn_watchdog(settings.heartbeat.clone(), http_stop.clone());
     }
+    let started_ms = crate::clock::now_ms();
     let summary = worker::run(store.clone(), client, settings, mode, shutdown).await?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     http_stop.cancel();
+    let failed_this_run = match summary.reason {
+        StopReason::Drained => {
+            store
+                .finished_since(RequestState::Failed, started_ms)
+                .await?
+        }
+        _ => 0,
+    };
     store.close().await;
-    match summary.reason {
-        StopReason::Shutdown | StopReason::Drained => {
-            info!(batches = summary.batches, "done");
-            Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::from(exit_status(
+        &summary.reason,
+        failed_this_run,
+        &config,
+    )))
+}
+
+/// The exit status for why the worker stopped (saying why on stderr), per
+/// the table in [`super::exit`].
+fn exit_status(reason: &StopReason, failed_this_run: i64, config: &Config) -> u8 {
+    use super::exit;
+    match reason {
+        StopReason::Shutdown => exit::DONE,
+        StopReason::Drained if failed_this_run > 0 => {
+            eprintln!(
+                "zdel: drained, but {failed_this_run} row(s) failed during this run: see `zdel outcomes --state failed`; `zdel retry` requeues them"
+            );
+            exit::ROWS_FAILED
+        }
+        StopReason::Drained => {
+            info!("done");
+            exit::DONE
         }
         StopReason::DrainedExceptPaused { paused_rows } => {
             eprintln!(
                 "zdel: drained, but {paused_rows} pending row(s) wait in paused lanes: see `zdel status`, fix the permission, then `zdel resume --module M`"
             );
-            Ok(ExitCode::from(super::EXIT_WORK_LEFT))
+            exit::PAUSED
+        }
+        StopReason::CredentialsRejected { message } => {
+            eprintln!("zdel: nothing can run: {message}");
+            exit::PAUSED
         }
         StopReason::DrainedExceptUncertainJobs { jobs } => {
             eprintln!(
                 "zdel: drained, but {jobs} mass-delete job(s) are uncertain and need an operator: see `zdel jobs`"
             );
-            Ok(ExitCode::from(super::EXIT_WORK_LEFT))
+            exit::UNCERTAIN
         }
         StopReason::DailyCapReached { pending } => {
             eprintln!(
                 "zdel: limits.max_deletions_per_day ({}) reached with {pending} row(s) pending: run again tomorrow, or raise the cap",
                 config.limits.max_deletions_per_day
             );
-            Ok(ExitCode::from(super::EXIT_WORK_LEFT))
-        }
-        StopReason::DiskFull { message } => {
-            eprintln!("zdel: {message}; run `zdel drain` again then");
-            Ok(ExitCode::FAILURE)
+            exit::LIMIT
         }
         StopReason::CreditsReached { pending, why } => {
             eprintln!("zdel: {why}; {pending} row(s) pending: run again later (see `zdel status`)");
-            Ok(ExitCode::from(super::EXIT_WORK_LEFT))
+            exit::LIMIT
         }
-        StopReason::CredentialsRejected { message } => {
-            eprintln!("zdel: nothing can run: {message}");
-            Ok(ExitCode::from(super::EXIT_WORK_LEFT))
+        StopReason::DiskFull { message } => {
+            eprintln!("zdel: {message}; run `zdel drain` again then");
+            exit::ERROR
         }
     }
 }

@@ -47,7 +47,7 @@ struct Snapshot {
 
 impl Snapshot {
     async fn read(config: &Config) -> anyhow::Result<Snapshot> {
-        let store = super::open_store(config).await?;
+        let store = super::open_existing_store(config).await?;
         let report = store.status(now_ms()).await?;
         let last_24h = store.succeeded_since(now_ms() - 24 * 3600 * 1000).await?;
         let ledger = store.credits(&OrgId::default(), now_ms()).await?;

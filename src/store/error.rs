@@ -17,6 +17,10 @@ pub enum StoreError {
         #[source]
         source: BackendError,
     },
+    /// No database file where `database.url` points, for a command that
+    /// must not create one.
+    #[error("no database at {} (set database.url or run zdel migrate)", path.display())]
+    Missing { path: PathBuf },
     /// The database file could not be created with owner-only permissions.
     #[error(
         "could not create the database file {path} (database.url): {source}. Check that the directory exists and is writable by this user"
@@ -76,7 +80,10 @@ impl StoreError {
     pub fn is_unopenable(&self) -> bool {
         matches!(
             self,
-            StoreError::Open { .. } | StoreError::Create { .. } | StoreError::BadUrl { .. }
+            StoreError::Open { .. }
+                | StoreError::Create { .. }
+                | StoreError::BadUrl { .. }
+                | StoreError::Missing { .. }
         )
     }
 

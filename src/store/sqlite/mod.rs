@@ -236,6 +236,16 @@ impl Store {
         Ok(store)
     }
 
+    /// Open the database named by `url` only if it exists: for the commands
+    /// that must not create one (status, outcomes, jobs, check, ...).
+    pub async fn open_existing(url: &str, busy_timeout: Duration) -> Result<Store, StoreError> {
+        let path = connect_options(url)?.get_filename().to_path_buf();
+        if !path.exists() {
+            return Err(StoreError::Missing { path });
+        }
+        Store::open(url, busy_timeout).await
+    }
+
     /// Apply any migrations not yet applied. Idempotent.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations").run(&self.pool).await?;

@@ -107,6 +107,22 @@ impl Store {
         .await?)
     }
 
+    /// Rows that reached terminal `state` at or after `since_ms` (what one
+    /// run finished).
+    pub async fn finished_since(
+        &self,
+        state: RequestState,
+        since_ms: i64,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM deletion_requests WHERE state = ?1 AND finished_at >= ?2",
+        )
+        .bind(state.as_str())
+        .bind(since_ms)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Rows by state and outcome code, the largest groups of a state first.
     pub async fn outcome_code_counts(&self) -> Result<Vec<CodeCount>, StoreError> {
         Ok(sqlx::query_as(

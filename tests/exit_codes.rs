@@ -1,0 +1,147 @@
+//! Exit statuses a cron job can use (the table in `zdel --help` and the
+//! README), and read-only commands that never create a database.
+
+mod common;
+
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use common::{TestEnv, ids, text};
+use zdel::sandbox::Faults;
+use zdel::store::NewJob;
+
+fn run(env: &TestEnv, args: &[&str], extra: &[(&str, &str)]) -> Output {
+    let mut cmd = env.zdel_blocking(args);
+    cmd.stdout(Stdio::piped());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_commands_in_an_empty_directory_create_no_database() {
+    let env = TestEnv::new(Faults::default()).await;
+    let empty = tempfile::tempdir().unwrap();
+    let db = empty.path().join("zdel.db");
+    let url = db.to_str().unwrap();
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["outcomes"],
+        &["jobs"],
+        &["check"],
+        &["retry", "--yes"],
+        &["cancel", "--module", "Leads", "--yes"],
+        &["resume", "--all"],
+    ] {
+        let out = run(&env, args, &[("ZDEL__DATABASE__URL", url)]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "no database at {url} (set database.url or run zdel migrate)"
+            )),
+            "{args:?}: {stderr}"
+        );
+        assert!(!db.exists(), "{args:?} created {url}");
+        assert_eq!(
+            std::fs::read_dir(empty.path()).unwrap().count(),
+            0,
+            "{args:?}"
+        );
+    }
+    // The commands that do create one.
+    let out = run(&env, &["migrate"], &[("ZDEL__DATABASE__URL", url)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(db.exists());
+    let out = run(&env, &["status"], &[("ZDEL__DATABASE__URL", url)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_exits_with_a_status_per_outcome() {
+    // 0: everything deleted.
+    let env = TestEnv::new(Faults::default()).await;
+    env.seed_and_enqueue("Leads", &ids(0, 150), true).await;
+    let out = run(&env, &["drain"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    // 6: rows failed during this run; a drain after it with nothing new: 0.
+    env.enqueue("Leads", &ids(5_000, 3), true).await;
+    let out = run(&env, &["drain"], &[]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("3 row(s) failed during this run"));
+    let out = run(&env, &["drain"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    // 3: work left in a paused lane.
+    env.seed_and_enqueue("Deals", &ids(10_000, 50), true).await;
+    env.sb().deny_module("Deals", true);
+    let out = run(&env, &["drain"], &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    env.sb().deny_module("Deals", false);
+    env.store.resume_all().await.unwrap();
+
+    // 4: the credit limit reached with work left.
+    env.seed_and_enqueue("Accounts", &ids(20_000, 500), true)
+        .await;
+    let out = run(
+        &env,
+        &["drain"],
+        &[("ZDEL__LIMITS__MAX_CREDITS_PER_DAY", "1")],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let out = run(&env, &["drain"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    // 5: a mass-delete job whose status Zoho no longer knows.
+    env.sb()
+        .add_view("Leads", "3652397000000538003", ids(30_000, 10));
+    env.sb()
+        .set_job_poll_answer(Some(zdel::sandbox::JobPollAnswer::NotFound));
+    env.store
+        .insert_job(&NewJob {
+            module: "Leads".into(),
+            cvid: "3652397000000538003".into(),
+            territory_id: None,
+            include_child: false,
+        })
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), async {
+        run(
+            &env,
+            &["drain"],
+            &[
+                ("ZDEL__MASS_DELETE__POLL_INTERVAL_MS", "20"),
+                ("ZDEL__MASS_DELETE__MAX_UNKNOWN_POLLS", "2"),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+}
+
+#[test]
+fn help_prints_the_exit_status_table() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zdel"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = text(&out.stdout);
+    assert!(out.status.success());
+    for line in [
+        "Exit status:",
+        "  0  all done",
+        "  1  zdel could not do its job",
+        "  2  bad input or configuration",
+        "  3  drain: work left in paused lanes",
+        "  4  drain: the daily deletion cap or the credit limit",
+        "  5  drain: mass-delete jobs are uncertain",
+        "  6  drain: everything ran, but rows failed during this run",
+    ] {
+        assert!(help.contains(line), "missing {line:?} in:\n{help}");
+    }
+}
