@@ -28,14 +28,26 @@ pub enum ConfigError {
     /// A key holds a value zdel cannot work with.
     #[error("configuration key `{key}` {problem}")]
     Invalid { key: &'static str, problem: String },
+    /// A key zdel does not know — usually a typo, which would otherwise
+    /// leave the setting it meant at its default (a daily cap silently off).
+    #[error(
+        "unknown configuration key `{key}`{}; every key is listed in config/default.toml",
+        closest.as_ref().map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default()
+    )]
+    UnknownKey {
+        key: String,
+        closest: Option<String>,
+    },
+    /// An environment variable that looks meant for zdel but is not read:
+    /// one underscore after `ZDEL` (`ZDEL_LIMITS__MAX_CONCURRENCY`).
+    #[error(
+        "environment variable {var} is not read: zdel reads ZDEL__SECTION__KEY, with two underscores after ZDEL (did you mean {meant}?)"
+    )]
+    StrayVariable { var: String, meant: String },
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
-    /// Keys in a file or `ZDEL__*` variable that zdel does not know (typos):
-    /// reported as warnings at start-up, naming each key.
-    #[serde(skip)]
-    pub unknown_keys: Vec<String>,
     pub database: DatabaseConfig,
     pub zoho: ZohoConfig,
     pub limits: LimitsConfig,
@@ -147,6 +159,62 @@ pub enum LogFormat {
     Json,
 }
 
+/// Every key zdel reads (`section.key`), from the built-in defaults.
+pub fn known_keys() -> Vec<String> {
+    let Ok(table) = config::Config::builder()
+        .add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ))
+        .build()
+        .and_then(|c| c.cache.into_table())
+    else {
+        return Vec::new();
+    };
+    let mut keys: Vec<String> = table
+        .into_iter()
+        .flat_map(|(section, value)| match value.into_table() {
+            Ok(inner) => inner
+                .into_keys()
+                .map(|key| format!("{section}.{key}"))
+                .collect::<Vec<_>>(),
+            Err(_) => vec![section],
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// The known key nearest to `key`, if one is near enough to be what was
+/// meant: one whose words start with every word of `key` (an abbreviation,
+/// `worker.poll_ms` → `worker.poll_interval_ms`; a dropped letter,
+/// `max_deletion_per_day`), else the one fewest edits away.
+fn closest_known_key(key: &str) -> Option<String> {
+    let key = key.to_ascii_lowercase();
+    let words = |k: &str| -> Vec<String> {
+        k.split(['.', '_'])
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let typed = words(&key);
+    known_keys()
+        .into_iter()
+        .map(|known| {
+            let theirs = words(&known);
+            let abbreviates = typed
+                .iter()
+                .all(|w| theirs.iter().any(|t| t.starts_with(w.as_str())));
+            let distance = strsim::damerau_levenshtein(&key, &known);
+            (!abbreviates, distance, known)
+        })
+        .filter(|(not_abbreviation, distance, known)| {
+            !not_abbreviation || *distance <= (known.len() / 4).max(2)
+        })
+        .min()
+        .map(|(_, _, known)| known)
+}
+
 impl Config {
     /// Load defaults, then `file` (if any), then `ZDEL__*` variables from the
     /// process environment, and validate the result.
@@ -174,6 +242,16 @@ impl Config {
                 config::File::from(path.to_path_buf()).format(config::FileFormat::Toml),
             );
         }
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        if let Some((var, _)) = env
+            .iter()
+            .find(|(k, _)| k.starts_with("ZDEL_") && !k.starts_with("ZDEL__") && k != "ZDEL_CONFIG")
+        {
+            return Err(ConfigError::StrayVariable {
+                var: var.clone(),
+                meant: format!("ZDEL__{}", var.trim_start_matches("ZDEL_")),
+            });
+        }
         let env: std::collections::HashMap<String, String> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with("ZDEL__"))
@@ -189,12 +267,15 @@ impl Config {
             .build()
             .map_err(|e| ConfigError::Load(e.to_string()))?;
         let mut unknown_keys = Vec::new();
-        let mut config: Config = serde_ignored::deserialize(loaded, |path| {
+        let config: Config = serde_ignored::deserialize(loaded, |path| {
             unknown_keys.push(path.to_string());
         })
         .map_err(|e| ConfigError::Load(e.to_string()))?;
         unknown_keys.sort();
-        config.unknown_keys = unknown_keys;
+        if let Some(key) = unknown_keys.into_iter().next() {
+            let closest = closest_known_key(&key);
+            return Err(ConfigError::UnknownKey { key, closest });
+        }
         config.validate()?;
         Ok(config)
     }
@@ -368,19 +449,23 @@ mod tests {
     }
 
     #[test]
-    fn double_underscore_env_overrides_and_single_is_ignored() {
+    fn double_underscore_env_overrides_and_a_single_one_is_refused() {
         let c = Config::load_with_env(
             None,
             env(&[
                 ("ZDEL__ZOHO__CLIENT_ID", "1000.ABC"),
                 ("ZDEL__LIMITS__MAX_CONCURRENCY", "12"),
-                ("ZDEL_LIMITS__BURST", "99"),
+                ("ZDEL_CONFIG", "ignored here: clap reads it"),
             ]),
         )
         .unwrap();
         assert_eq!(c.zoho.client_id, "1000.ABC");
         assert_eq!(c.limits.max_concurrency, 12);
-        assert_eq!(c.limits.burst, 5, "a single underscore is not our prefix");
+        let err = Config::load_with_env(None, env(&[("ZDEL_LIMITS__BURST", "99")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable ZDEL_LIMITS__BURST is not read: zdel reads ZDEL__SECTION__KEY, with two underscores after ZDEL (did you mean ZDEL__LIMITS__BURST?)"
+        );
     }
 
     #[test]
@@ -430,18 +515,27 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_are_collected_by_name() {
+    fn an_unknown_key_is_an_error_naming_it_and_the_closest_known_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("zdel.toml");
-        std::fs::write(&path, "[limits]\nrequest_per_second = 3\n").unwrap();
-        let c = Config::load_with_env(Some(&path), env(&[("ZDEL__WORKER__POLL_MS", "5")])).unwrap();
+        std::fs::write(&path, "[limits]\nmax_deletion_per_day = 3\n").unwrap();
+        let err = Config::load_with_env(Some(&path), env(&[])).unwrap_err();
         assert_eq!(
-            c.unknown_keys,
-            ["limits.request_per_second", "worker.poll_ms"]
+            err.to_string(),
+            "unknown configuration key `limits.max_deletion_per_day` (did you mean `limits.max_deletions_per_day`?); every key is listed in config/default.toml"
         );
+        let err = Config::load_with_env(None, env(&[("ZDEL__WORKER__POLL_MS", "5")])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`worker.poll_ms` (did you mean `worker.poll_interval_ms`?)"),
+            "{err}"
+        );
+        let err =
+            Config::load_with_env(None, env(&[("ZDEL__NOTHING__LIKE_THIS", "5")])).unwrap_err();
         assert_eq!(
-            c.limits.requests_per_second, 10,
-            "the typo did not set anything"
+            err.to_string(),
+            "unknown configuration key `nothing`; every key is listed in config/default.toml"
         );
+        assert!(known_keys().contains(&"limits.max_deletions_per_day".to_string()));
     }
 }

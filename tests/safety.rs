@@ -189,16 +189,26 @@ async fn bad_config_stops_start_up_with_one_line_naming_the_key() {
         assert!(stderr.contains(named), "{key}={value}: {stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "{key}={value}: {stderr}");
     }
-    // An unknown key warns, naming it, and does not stop anything.
+    // An unknown key (a typo that would leave the daily cap off) stops
+    // start-up, naming it and the key meant; exit 2, nothing run.
     let out = zdel(
         &env,
-        &["status"],
-        &[("ZDEL__LIMITS__REQUEST_PER_SECOND", "3")],
+        &["drain"],
+        &[("ZDEL__LIMITS__MAX_DELETION_PER_DAY", "3")],
     );
-    assert!(out.status.success());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "zdel: unknown configuration key `limits.max_deletion_per_day` (did you mean `limits.max_deletions_per_day`?); every key is listed in config/default.toml"
+    );
+    assert_eq!(env.sb().stats().calls, 0);
+    // A variable with one underscore after ZDEL is reported, not ignored.
+    let out = zdel(&env, &["status"], &[("ZDEL_LIMITS__MAX_CONCURRENCY", "20")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("unknown configuration key `limits.request_per_second`"),
+        String::from_utf8_lossy(&out.stderr).contains(
+            "environment variable ZDEL_LIMITS__MAX_CONCURRENCY is not read: zdel reads ZDEL__SECTION__KEY, with two underscores after ZDEL (did you mean ZDEL__LIMITS__MAX_CONCURRENCY?)"
+        ),
         "{}",
         text(&out)
     );

@@ -144,11 +144,6 @@ pub fn main(cli: Cli) -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(cli.config.as_deref())?;
-    for key in &config.unknown_keys {
-        eprintln!(
-            "zdel: warning: unknown configuration key `{key}` is ignored (a typo? every key is listed in config/default.toml)"
-        );
-    }
     init_tracing(&config, matches!(cli.command, Command::Demo(_)));
     let database = config.database.url.clone();
     let result = run_command(cli, config).await;
