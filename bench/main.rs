@@ -503,6 +503,7 @@ async fn store_only(b: &mut Bench) -> Result<()> {
                 limit_for: &|_| 100,
                 max_batches: 16,
                 max_ids: None,
+                fence: None,
             })
             .await?;
         if batches.is_empty() {

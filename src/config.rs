@@ -142,6 +142,7 @@ pub struct WorkerConfig {
     pub poll_interval_ms: u64,
     pub batch_size: u32,
     pub lease_ms: u64,
+    pub daemon_lease_ms: u64,
     pub shutdown_grace_ms: u64,
     pub auth_probe_interval_ms: u64,
 }

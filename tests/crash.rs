@@ -33,7 +33,7 @@ async fn kill_9_at_random_moments_loses_nothing_and_deletes_nothing_twice() {
     env.set("ZOHO__REQUEST_TIMEOUT_MS", "1000");
     env.set("WORKER__LEASE_MS", "1500");
     env.set("LIMITS__MAX_CONCURRENCY", "4");
-    env.set("LIMITS__REQUESTS_PER_SECOND", "15");
+    env.set("LIMITS__REQUESTS_PER_SECOND", "6");
     env.set("LIMITS__BURST", "4");
     env.set("RETRY__MAX_ATTEMPTS", "60");
     let leads = ids(0, 3_000);

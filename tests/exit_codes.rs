@@ -141,6 +141,7 @@ fn help_prints_the_exit_status_table() {
         "  4  drain: the daily deletion cap or the credit limit",
         "  5  drain: mass-delete jobs are uncertain",
         "  6  drain: everything ran, but rows failed during this run",
+        "  7  serve, drain: another zdel works on this database",
     ] {
         assert!(help.contains(line), "missing {line:?} in:\n{help}");
     }

@@ -431,6 +431,7 @@ async fn a_dry_runs_expired_lease_counts_no_ambiguous_attempt() {
                     limit_for: &|_| 1,
                     max_batches: 1,
                     max_ids: None,
+                    fence: None,
                 })
                 .await
                 .unwrap()

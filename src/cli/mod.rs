@@ -99,6 +99,9 @@ pub mod exit {
     /// `drain`: everything ran, but rows failed during this run
     /// (`zdel outcomes --state failed`).
     pub const ROWS_FAILED: u8 = 6;
+    /// `serve`, `drain`: another zdel works on this database (named in the
+    /// message), or took it over from this one.
+    pub const HELD: u8 = 7;
 }
 
 /// The exit-status table, as `zdel --help` prints it.
@@ -109,7 +112,8 @@ pub const EXIT_HELP: &str = "Exit status:
   3  drain: work left in paused lanes, or the credentials are rejected
   4  drain: the daily deletion cap or the credit limit is reached with work left
   5  drain: mass-delete jobs are uncertain; an operator must decide (zdel jobs)
-  6  drain: everything ran, but rows failed during this run (zdel outcomes --state failed)";
+  6  drain: everything ran, but rows failed during this run (zdel outcomes --state failed)
+  7  serve, drain: another zdel works on this database (the message names it)";
 
 /// Run the parsed command line; errors become a message on stderr and an exit status.
 pub fn main(cli: Cli) -> ExitCode {
@@ -127,9 +131,18 @@ pub fn main(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("zdel: {e:#}");
-            let unopenable = e
-                .downcast_ref::<crate::store::StoreError>()
-                .is_some_and(|s| s.is_unopenable());
+            let store_error = e.chain().find_map(|c| {
+                c.downcast_ref::<crate::store::StoreError>().or_else(|| {
+                    match c.downcast_ref::<crate::worker::WorkerError>() {
+                        Some(crate::worker::WorkerError::Store(s)) => Some(s),
+                        None => None,
+                    }
+                })
+            });
+            if matches!(store_error, Some(crate::store::StoreError::HeldBy { .. })) {
+                return ExitCode::from(exit::HELD);
+            }
+            let unopenable = store_error.is_some_and(|s| s.is_unopenable());
             if e.downcast_ref::<UsageError>().is_some()
                 || e.downcast_ref::<ConfigError>().is_some()
                 || unopenable

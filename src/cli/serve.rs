@@ -42,6 +42,8 @@ pub async fn run(config: Config, mode: RunMode, opts: Opts) -> anyhow::Result<Ex
         dry_run: opts.dry_run,
         ..super::worker_settings(&config)
     };
+    // One working zdel per database: refuse before listening, naming the holder.
+    let lease = worker::take_lease(&store, mode, &settings).await?;
     let shutdown = CancellationToken::new();
     let http_stop = CancellationToken::new();
     let health = if mode == RunMode::Serve {
@@ -63,7 +65,8 @@ pub async fn run(config: Config, mode: RunMode, opts: Opts) -> anyhow::Result<Ex
         spawn_watchdog(settings.heartbeat.clone(), http_stop.clone());
     }
     let started_ms = crate::clock::now_ms();
-    let summary = worker::run(store.clone(), client, settings, mode, shutdown).await?;
+    let summary =
+        worker::run_with_lease(store.clone(), client, settings, mode, shutdown, lease).await?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     http_stop.cancel();
     let failed_this_run = match summary.reason {
@@ -124,6 +127,12 @@ fn exit_status(reason: &StopReason, failed_this_run: i64, config: &Config) -> u8
         StopReason::CreditsReached { pending, why } => {
             eprintln!("zdel: {why}; {pending} row(s) pending: run again later (see `zdel status`)");
             exit::LIMIT
+        }
+        StopReason::LeaseLost { holder } => {
+            eprintln!(
+                "zdel: another zdel took over this database ({holder}) while this one was frozen or cut off; this one stopped claiming"
+            );
+            exit::HELD
         }
         StopReason::DiskFull { message } => {
             eprintln!("zdel: {message}; run `zdel drain` again then");

@@ -55,6 +55,20 @@ pub enum StoreError {
     /// The store was closed; nothing more can be written.
     #[error("the database was closed (shutting down); nothing was written")]
     Closed,
+    /// Another zdel (serve or drain) works on this database: two would each
+    /// apply the org's limits, so the org would see twice the calls.
+    #[error(
+        "another zdel is working on this database: {holder}. Stop it first (or let it finish); a holder that died is taken over at once on the same host, elsewhere once its lease runs out"
+    )]
+    HeldBy {
+        holder: crate::store::types::DaemonHolder,
+    },
+    /// This process's lease was taken by another zdel (this one was frozen
+    /// or cut off for longer than the lease): it must stop working.
+    #[error(
+        "this zdel lost the database to another one ({holder}): stopping; nothing more is claimed"
+    )]
+    LeaseLost { holder: String },
     /// The disk (or the file-size limit) holding the database is full: the
     /// statement was rolled back, everything committed before is intact.
     #[error(

@@ -292,6 +292,10 @@ pub struct ClaimRequest<'a> {
     pub max_batches: usize,
     /// At most this many rows over all batches (what today's cap leaves).
     pub max_ids: Option<u64>,
+    /// The claimer's daemon-lease token: the claim is refused
+    /// ([`StoreError::LeaseLost`](crate::store::StoreError::LeaseLost)) if
+    /// another zdel holds the lease now. `None`: not fenced (tests, tools).
+    pub fence: Option<i64>,
 }
 
 /// What happens to one claimed row.
@@ -624,4 +628,68 @@ pub struct CreditLedger {
     /// credits are used), and when it came (epoch ms).
     pub remaining: Option<i64>,
     pub remaining_seen_at: Option<i64>,
+}
+
+/// A working zdel (serve or drain) as the `daemon_lease` row names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct DaemonHolder {
+    /// Its worker's lease owner name.
+    pub owner: String,
+    pub host: String,
+    pub pid: i64,
+    /// `serve` or `drain`.
+    pub command: String,
+    /// Epoch ms it took the lease (for a holder being asked: now).
+    pub since: i64,
+    #[sqlx(default)]
+    pub renewed_at: i64,
+    #[sqlx(default)]
+    pub expires_at: i64,
+}
+
+impl DaemonHolder {
+    /// This process, about to work as `command`, at `now_ms`.
+    pub fn this_process(owner: &str, command: &str, now_ms: i64) -> DaemonHolder {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "unknown-host".into());
+        DaemonHolder {
+            owner: owner.to_string(),
+            host,
+            pid: i64::from(std::process::id()),
+            command: command.to_string(),
+            since: now_ms,
+            renewed_at: now_ms,
+            expires_at: now_ms,
+        }
+    }
+}
+
+impl std::fmt::Display for DaemonHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ago = |ms: i64| (crate::clock::now_ms() - ms).max(0) / 1000;
+        write!(
+            f,
+            "zdel {} (pid {} on host {}), working since {} s ago, lease renewed {} s ago",
+            self.command,
+            self.pid,
+            self.host,
+            ago(self.since),
+            ago(self.renewed_at)
+        )
+    }
+}
+
+/// This process's hold on the database's one working-zdel lease. Its OS
+/// lock (if it got one) is released when this is dropped or the process dies.
+#[derive(Debug)]
+pub struct DaemonLease {
+    pub token: i64,
+    /// The owner name this process's row leases carry.
+    pub owner: String,
+    /// The lease owner of a holder on this host found dead (its OS lock
+    /// free) when this one took over: its running rows can go back at once.
+    pub dead_predecessor: Option<String>,
+    pub(crate) _lock: Option<std::fs::File>,
 }

@@ -303,6 +303,7 @@ mod tests {
         WorkerSettings {
             batch_size: 100,
             lease_ms: 60_000,
+            daemon_lease_ms: 30_000,
             poll_interval: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(1),
             auth_probe_interval: Duration::from_secs(1),

@@ -36,7 +36,9 @@ pub use settings::WorkerSettings;
 
 use crate::clock::Clock;
 use crate::org::OrgId;
-use crate::store::{ClaimRequest, ClaimedBatch, LaneKey, PAUSE_ALL, Store, StoreError};
+use crate::store::{
+    ClaimRequest, ClaimedBatch, DaemonHolder, DaemonLease, LaneKey, PAUSE_ALL, Store, StoreError,
+};
 use crate::zoho::{CallCode, CallSlot, ZohoClient};
 
 /// `serve` runs until shut down; `drain` stops once nothing is left to do.
@@ -61,6 +63,9 @@ pub enum StopReason {
     DrainedExceptUncertainJobs { jobs: i64 },
     /// Drain: `limits.max_deletions_per_day` is reached with rows left.
     DailyCapReached { pending: i64 },
+    /// Another zdel took this one's database lease (this one was frozen or
+    /// cut off longer than `worker.daemon_lease_ms`): it stopped claiming.
+    LeaseLost { holder: String },
     /// Drain: the disk holding the database is full; nothing more can be
     /// recorded. `message` names the file.
     DiskFull { message: String },
@@ -145,7 +150,26 @@ enum Step {
     Stop(StopReason),
 }
 
-/// Run the worker until `shutdown` is cancelled (serve) or the queue is done (drain).
+/// Become the database's one working zdel (see `store`'s `daemon_lease`),
+/// or fail with [`StoreError::HeldBy`] naming who is.
+pub async fn take_lease(
+    store: &Store,
+    mode: RunMode,
+    settings: &WorkerSettings,
+) -> Result<DaemonLease, WorkerError> {
+    let command = match mode {
+        RunMode::Serve => "serve",
+        RunMode::Drain => "drain",
+    };
+    let owner = format!("zdel-{}-{:08x}", std::process::id(), rand::random::<u32>());
+    let me = DaemonHolder::this_process(&owner, command, crate::clock::now_ms());
+    Ok(store
+        .take_daemon_lease(&me, settings.daemon_lease_ms)
+        .await?)
+}
+
+/// Run the worker until `shutdown` is cancelled (serve) or the queue is
+/// done (drain), after taking the database's lease ([`take_lease`]).
 pub async fn run(
     store: Store,
     client: Arc<ZohoClient>,
@@ -153,7 +177,33 @@ pub async fn run(
     mode: RunMode,
     shutdown: CancellationToken,
 ) -> Result<RunSummary, WorkerError> {
-    let mut dispatcher = Dispatcher::new(store, client, settings, mode, shutdown);
+    let lease = take_lease(&store, mode, &settings).await?;
+    run_with_lease(store, client, settings, mode, shutdown, lease).await
+}
+
+/// [`run`], with the lease already taken (`serve` takes it before it
+/// listens, so a second one stops before binding its port).
+pub async fn run_with_lease(
+    store: Store,
+    client: Arc<ZohoClient>,
+    settings: WorkerSettings,
+    mode: RunMode,
+    shutdown: CancellationToken,
+    lease: DaemonLease,
+) -> Result<RunSummary, WorkerError> {
+    if let Some(dead) = &lease.dead_predecessor {
+        // It died on this host (its OS lock was free): its claims go back now.
+        let dry = store.release_dry_run(dead).await?;
+        let cut = store.release_owned(dead, crate::clock::now_ms()).await?;
+        if dry + cut > 0 {
+            warn!(
+                rows = dry + cut,
+                predecessor = %dead,
+                "took over from a zdel that died on this host: its claimed rows are pending again"
+            );
+        }
+    }
+    let mut dispatcher = Dispatcher::new(store, client, settings, mode, shutdown, lease);
     let reason = loop {
         if let Step::Stop(reason) = dispatcher.turn().await {
             break reason;
@@ -180,6 +230,11 @@ struct Dispatcher {
     cap_reported: bool,
     credits_reported: bool,
     dry_run_jobs_logged: bool,
+    /// This process's hold on the database (`None` once released or lost).
+    lease: Option<DaemonLease>,
+    /// Its token, presented with every claim.
+    fence: Option<i64>,
+    next_lease_renewal: Instant,
 }
 
 impl Dispatcher {
@@ -189,8 +244,9 @@ impl Dispatcher {
         settings: WorkerSettings,
         mode: RunMode,
         shutdown: CancellationToken,
+        lease: DaemonLease,
     ) -> Dispatcher {
-        let owner = format!("zdel-{}-{:08x}", std::process::id(), rand::random::<u32>());
+        let owner = lease.owner.clone();
         let lease_ms = if settings.dry_run {
             info!(
                 "dry run: claiming and grouping as for real; nothing is sent to Zoho and every row stays pending"
@@ -227,6 +283,9 @@ impl Dispatcher {
             cap_reported: false,
             credits_reported: false,
             dry_run_jobs_logged: false,
+            fence: Some(lease.token),
+            lease: Some(lease),
+            next_lease_renewal: now,
         }
     }
 
@@ -236,6 +295,9 @@ impl Dispatcher {
         self.collect_finished_tasks();
         if self.shutdown.is_cancelled() {
             return Step::Stop(StopReason::Shutdown);
+        }
+        if let Err(holder) = self.renew_lease_if_due().await {
+            return Step::Stop(StopReason::LeaseLost { holder });
         }
         self.maintain_if_due().await;
         let org = self.shared.org();
@@ -288,6 +350,12 @@ impl Dispatcher {
                 drop(slots);
                 self.when_nothing_is_due().await
             }
+            Err(StoreError::LeaseLost { holder }) => {
+                drop(slots);
+                error!(holder = %holder, "another zdel holds this database now: stopping");
+                self.lease = None;
+                Step::Stop(StopReason::LeaseLost { holder })
+            }
             Err(e) if e.is_disk_full() => {
                 drop(slots);
                 let message = format!(
@@ -304,6 +372,47 @@ impl Dispatcher {
                 drop(slots);
                 warn!(error = %e, "could not claim a batch; will try again");
                 self.idle().await
+            }
+        }
+    }
+
+    /// Renew the database lease every third of its length. `Err(holder)`:
+    /// another zdel has it now, so this one must stop.
+    async fn renew_lease_if_due(&mut self) -> Result<(), String> {
+        let now = self.shared.clock().now();
+        if now < self.next_lease_renewal {
+            return Ok(());
+        }
+        let Some(lease) = self.lease.as_ref() else {
+            return Ok(());
+        };
+        let lease_ms = self.shared.settings.daemon_lease_ms;
+        match self
+            .shared
+            .store
+            .renew_daemon_lease(lease, crate::clock::now_ms(), lease_ms)
+            .await
+        {
+            Ok(true) => {
+                self.next_lease_renewal =
+                    now + std::time::Duration::from_millis((lease_ms / 3).max(1) as u64);
+                Ok(())
+            }
+            Ok(false) => {
+                let holder = match self.shared.store.daemon_holder().await {
+                    Ok(Some(h)) => h.to_string(),
+                    _ => "nobody".to_string(),
+                };
+                error!(holder = %holder, "another zdel took this database's lease (this one was frozen or cut off): stopping, claiming nothing more");
+                self.lease = None;
+                self.fence = Some(-1);
+                Err(holder)
+            }
+            Err(e) => {
+                // Not renewed this time; the lease still runs for a while.
+                warn!(error = %e, "could not renew the database lease; will try again");
+                self.next_lease_renewal = now + self.shared.settings.poll_interval;
+                Ok(())
             }
         }
     }
@@ -540,6 +649,7 @@ impl Dispatcher {
                     limit_for: &limit_for,
                     max_batches: slots,
                     max_ids: budget,
+                    fence: self.fence,
                 })
                 .await?;
             if !claimed.is_empty() {
@@ -590,6 +700,11 @@ impl Dispatcher {
     /// left, and sum up.
     async fn finish(mut self, reason: StopReason) -> Result<RunSummary, WorkerError> {
         let released_on_shutdown = finish_in_flight(&self.shared, &mut self.tasks).await?;
+        if let Some(lease) = self.lease.take()
+            && let Err(e) = self.shared.store.release_daemon_lease(lease).await
+        {
+            warn!(error = %e, "could not give the database lease up; the next zdel takes it when it runs out");
+        }
         if let Err(e) = keep_the_ledger(&self.shared).await {
             warn!(error = %e, "could not record the credits this run spent");
         }

@@ -16,6 +16,8 @@ use crate::zoho::MAX_IDS_PER_MASS_DELETE;
 pub struct WorkerSettings {
     pub batch_size: u32,
     pub lease_ms: i64,
+    /// The one-working-zdel lease: its length (renewed every third).
+    pub daemon_lease_ms: i64,
     pub poll_interval: Duration,
     pub shutdown_grace: Duration,
     pub auth_probe_interval: Duration,
@@ -56,6 +58,7 @@ impl WorkerSettings {
         WorkerSettings {
             batch_size: worker.batch_size,
             lease_ms: worker.lease_ms as i64,
+            daemon_lease_ms: worker.daemon_lease_ms as i64,
             poll_interval: Duration::from_millis(worker.poll_interval_ms),
             shutdown_grace: Duration::from_millis(worker.shutdown_grace_ms),
             auth_probe_interval: Duration::from_millis(worker.auth_probe_interval_ms),

@@ -317,6 +317,7 @@ pub async fn claim_one(
             limit_for: &|_| 100,
             max_batches: 1,
             max_ids: None,
+            fence: None,
         })
         .await
         .unwrap();
@@ -377,6 +378,7 @@ pub fn request<'a>(
         limit_for,
         max_batches,
         max_ids,
+        fence: None,
     }
 }
 

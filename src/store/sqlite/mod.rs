@@ -9,6 +9,7 @@
 //! together share one transaction (`record_outcomes`, group commit).
 
 mod credits;
+mod daemon;
 mod jobs;
 mod queue;
 mod report;

@@ -189,6 +189,9 @@ impl Store {
         // Batches whose rows are still pending: marked running together at the end.
         let mut unmarked: Vec<(i64, Vec<i64>)> = Vec::new();
         let mut tx = self.begin_write().await?;
+        if let Some(token) = req.fence {
+            super::daemon::check_fence(&mut tx, token).await?;
+        }
         // Each pass shares the slots left among the lanes not yet exhausted,
         // round robin from `after`, and a lane takes its whole share in one
         // statement; a lane that comes up short leaves its slots to the
