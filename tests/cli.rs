@@ -141,7 +141,7 @@ async fn bad_input_exits_2_names_the_problem_and_queues_nothing() {
         ),
         (
             vec!["enqueue", "--module", "Leads", "--file", &not_utf8],
-            "line 2 is not valid UTF-8",
+            "line 2: not valid UTF-8",
         ),
         (
             vec!["enqueue", "--module", "Leads", "--file", &missing],
@@ -181,7 +181,7 @@ async fn bad_input_exits_2_names_the_problem_and_queues_nothing() {
         ),
         (
             vec!["enqueue", "--module", "Leads", "--ids", "1,x"],
-            "\"x\" is not a record ID",
+            "line 2: \"x\"",
         ),
     ];
     for (args, expected) in cases {
@@ -191,6 +191,44 @@ async fn bad_input_exits_2_names_the_problem_and_queues_nothing() {
         queued(&env).await.is_empty(),
         "a refused command queued something"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_line_is_reported_in_one_pass_up_to_a_limit() {
+    let env = TestEnv::new(Faults::default()).await;
+    let path = env.dir.path().join("ids.txt");
+    // Three bad lines among good ones: all three named in one run.
+    std::fs::write(&path, "1\nabc\n2\n007\n3\n1x\n").unwrap();
+    let file = path.to_str().unwrap().to_string();
+    let out = zdel(
+        &env,
+        &["enqueue", "--module", "Leads", "--file", &file],
+        None,
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("3 bad line(s), nothing was queued"),
+        "{stderr}"
+    );
+    for line in ["line 2: \"abc\"", "line 4: \"007\"", "line 6: \"1x\""] {
+        assert!(stderr.contains(line), "{line} missing: {stderr}");
+    }
+    // Past twenty, the rest are counted.
+    let many: String = (0..50).map(|i| format!("bad{i}\n")).collect();
+    std::fs::write(&path, many).unwrap();
+    let out = zdel(
+        &env,
+        &["enqueue", "--module", "Leads", "--file", &file],
+        None,
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("50 bad line(s)"), "{stderr}");
+    assert!(stderr.contains("line 20: \"bad19\""), "{stderr}");
+    assert!(!stderr.contains("line 21:"), "{stderr}");
+    assert!(stderr.contains("… and 30 more bad line(s)"), "{stderr}");
+    assert!(queued(&env).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -146,3 +146,69 @@ fn help_prints_the_exit_status_table() {
         assert!(help.contains(line), "missing {line:?} in:\n{help}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_commands_end_quietly_when_the_pipe_closes() {
+    let env = TestEnv::new(Faults::default()).await;
+    env.enqueue("Leads", &ids(0, 20_000), true).await;
+    for args in [&["status"][..], &["jobs"], &["outcomes"]] {
+        let mut cmd = env.zdel_blocking(args);
+        cmd.stdout(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        // `| head -c 1`: read a byte (or nothing), then close the pipe.
+        let mut out = child.stdout.take().unwrap();
+        let mut first = [0u8; 1];
+        let _ = std::io::Read::read(&mut out, &mut first);
+        drop(out);
+        let done = child.wait_with_output().unwrap();
+        let stderr = text(&done.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        assert_ne!(done.status.code(), Some(101), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_job_is_named_and_json_logs_carry_numbers_as_numbers() {
+    let env = TestEnv::new(Faults::default()).await;
+    for args in [
+        &["jobs", "--cancel", "99"][..],
+        &["jobs", "--reschedule", "99"],
+    ] {
+        let out = run(&env, args, &[]);
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(
+            text(&out.stderr).trim(),
+            "zdel: there is no mass-delete job 99: `zdel jobs` lists them"
+        );
+    }
+    env.sb()
+        .add_view("Leads", "3652397000000538003", ids(0, 250));
+    env.store
+        .insert_job(&NewJob {
+            module: "Leads".into(),
+            cvid: "3652397000000538003".into(),
+            territory_id: None,
+            include_child: false,
+        })
+        .await
+        .unwrap();
+    let out = run(
+        &env,
+        &["drain"],
+        &[
+            ("ZDEL__LOG__FORMAT", "json"),
+            ("ZDEL__MASS_DELETE__POLL_INTERVAL_MS", "20"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let finished: serde_json::Value = text(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "mass delete finished")
+        .expect("a 'mass delete finished' line");
+    assert_eq!(finished["fields"]["deleted"], 250, "{finished}");
+    assert_eq!(finished["fields"]["total"], 250, "{finished}");
+    assert_eq!(finished["fields"]["failed"], 0, "{finished}");
+}

@@ -171,8 +171,12 @@ impl Source {
     }
 }
 
-/// Read `reader` line by line, calling `each` with every valid ID; a bad
-/// line stops it with an error naming the line.
+/// Bad lines are listed up to this many; the rest are counted.
+const BAD_LINES_SHOWN: usize = 20;
+
+/// Read `reader` line by line, calling `each` with every valid ID. Bad
+/// lines are all reported at the end, in one error: the first
+/// [`BAD_LINES_SHOWN`] by line number and value, then how many more.
 fn for_each_id(
     reader: impl Read,
     name: &str,
@@ -183,6 +187,8 @@ fn for_each_id(
     let mut lines = BufReader::with_capacity(1 << 16, reader);
     let mut line = Vec::new();
     let mut line_no = 0u64;
+    let mut bad: Vec<String> = Vec::new();
+    let mut bad_total = 0u64;
     // The bar moves every 64 KiB: per line, its clock reads cost more than
     // validating the line.
     let mut unreported = 0u64;
@@ -193,7 +199,7 @@ fn for_each_id(
             .map_err(|e| UsageError(format!("{name}: could not read: {e}")))?;
         if n == 0 {
             progress.inc(unreported);
-            return Ok(line_no);
+            break;
         }
         unreported += n as u64;
         if unreported >= 1 << 16 {
@@ -204,11 +210,13 @@ fn for_each_id(
             out.write_all(&line)?;
         }
         line_no += 1;
-        let text = std::str::from_utf8(&line).map_err(|_| {
-            UsageError(format!(
-                "{name}: line {line_no} is not valid UTF-8; nothing was queued"
-            ))
-        })?;
+        let Ok(text) = std::str::from_utf8(&line) else {
+            bad_total += 1;
+            if bad.len() < BAD_LINES_SHOWN {
+                bad.push(format!("line {line_no}: not valid UTF-8"));
+            }
+            continue;
+        };
         let text = if line_no == 1 {
             text.trim_start_matches('\u{feff}')
         } else {
@@ -219,14 +227,31 @@ fn for_each_id(
             continue;
         }
         if !super::is_record_id(id) {
-            return Err(UsageError(format!(
-                "{name}: line {line_no}: {id:?} is not a record ID ({}); nothing was queued",
-                super::RECORD_ID_RULE
-            ))
-            .into());
+            bad_total += 1;
+            if bad.len() < BAD_LINES_SHOWN {
+                bad.push(format!("line {line_no}: {id:?}"));
+            }
+            continue;
         }
-        each(id)?;
+        if bad_total == 0 {
+            each(id)?;
+        }
     }
+    if bad_total > 0 {
+        let more = bad_total - bad.len() as u64;
+        let tail = if more > 0 {
+            format!("\n  … and {more} more bad line(s)")
+        } else {
+            String::new()
+        };
+        return Err(UsageError(format!(
+            "{name}: {bad_total} bad line(s), nothing was queued (a record ID is {}):\n  {}{tail}",
+            super::RECORD_ID_RULE,
+            bad.join("\n  ")
+        ))
+        .into());
+    }
+    Ok(line_no)
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {

@@ -24,6 +24,14 @@ pub struct Opts {
 
 pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let store = super::open_existing_store(&config).await?;
+    for id in [opts.reschedule, opts.cancel].into_iter().flatten() {
+        if store.job(id).await?.is_none() {
+            return Err(super::UsageError(format!(
+                "there is no mass-delete job {id}: `zdel jobs` lists them"
+            ))
+            .into());
+        }
+    }
     if let Some(id) = opts.reschedule {
         if !store.reschedule_job(id, now_ms()).await? {
             return Err(super::UsageError(format!("job {id} is not uncertain or failed (or another job for the same view is live): nothing changed")).into());

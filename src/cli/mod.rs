@@ -115,8 +115,44 @@ pub const EXIT_HELP: &str = "Exit status:
   6  drain: everything ran, but rows failed during this run (zdel outcomes --state failed)
   7  serve, drain: another zdel works on this database (the message names it)";
 
+/// An error's message and its causes, each said once: a cause whose text
+/// the message already holds (sqlx repeats SQLite's, thiserror wrappers
+/// repeat theirs) is left out.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(part.as_str()) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+/// Commands whose output is read by people and pipes (`| head`): a closed
+/// pipe ends them quietly, as it does `ls` or `cat`.
+fn ends_quietly_on_a_closed_pipe(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Status(_) | Command::Outcomes(_) | Command::Jobs(_)
+    )
+}
+
 /// Run the parsed command line; errors become a message on stderr and an exit status.
 pub fn main(cli: Cli) -> ExitCode {
+    if ends_quietly_on_a_closed_pipe(&cli.command) {
+        // Rust ignores SIGPIPE, so a write to a closed pipe fails and
+        // println! panics; with the default action the process just ends.
+        // Only these commands: they hold no sockets that a peer may close.
+        // SAFETY: called before any thread is started; SIG_DFL is a valid action.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -130,7 +166,7 @@ pub fn main(cli: Cli) -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("zdel: {e:#}");
+            eprintln!("zdel: {}", error_text(&e));
             let store_error = e.chain().find_map(|c| {
                 c.downcast_ref::<crate::store::StoreError>().or_else(|| {
                     match c.downcast_ref::<crate::worker::WorkerError>() {
@@ -329,5 +365,29 @@ mod tests {
         assert!(!is_record_id("+123"));
         assert!(is_record_id("9223372036854775807"));
         assert!(!is_record_id("9223372036854775808"));
+    }
+}
+
+#[cfg(test)]
+mod error_text_tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("attempt to write a readonly database")]
+    struct Sqlite;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("error returned from database: attempt to write a readonly database")]
+    struct Sqlx(#[source] Sqlite);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("database error: error returned from database: attempt to write a readonly database")]
+    struct Store(#[source] Sqlx);
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let e = anyhow::Error::new(Store(Sqlx(Sqlite))).context("could not queue the IDs");
+        assert_eq!(
+            super::error_text(&e),
+            "could not queue the IDs: database error: error returned from database: attempt to write a readonly database"
+        );
     }
 }

@@ -119,7 +119,7 @@ async fn run_job(shared: Arc<Shared>, action: JobAction, slot: CallSlot) {
         };
         match &update {
             JobUpdate::Scheduled { job_id, .. } => info!(job_id = %job_id, "mass delete scheduled"),
-            JobUpdate::Finished { completed, status, counts, .. } => info!(completed, status = %status, deleted = ?counts.deleted, failed = ?counts.failed, "mass delete finished"),
+            JobUpdate::Finished { completed, status, counts, .. } => info!(completed, status = %status, total = counts.total, deleted = counts.deleted, failed = counts.failed, "mass delete finished"),
             JobUpdate::Uncertain { error } => error!(error = %error, "mass delete outcome unknown: job marked uncertain, needs an operator"),
             JobUpdate::Refused { error } => error!(error = %error, "mass delete refused"),
             JobUpdate::PollsExhausted { error } => error!(error = %error, "mass-delete job's status unknown: job marked uncertain, needs an operator"),
