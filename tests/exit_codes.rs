@@ -19,6 +19,19 @@ fn run(env: &TestEnv, args: &[&str], extra: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
+/// Queue a mass-delete job of the Leads view the sandbox knows.
+async fn queue_view_job(env: &TestEnv) {
+    env.store
+        .insert_job(&NewJob {
+            module: "Leads".into(),
+            cvid: "3652397000000538003".into(),
+            territory_id: None,
+            include_child: false,
+        })
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_commands_in_an_empty_directory_create_no_database() {
     let env = TestEnv::new(Faults::default()).await;
@@ -100,15 +113,7 @@ async fn drain_exits_with_a_status_per_outcome() {
         .add_view("Leads", "3652397000000538003", ids(30_000, 10));
     env.sb()
         .set_job_poll_answer(Some(zdel::sandbox::JobPollAnswer::NotFound));
-    env.store
-        .insert_job(&NewJob {
-            module: "Leads".into(),
-            cvid: "3652397000000538003".into(),
-            territory_id: None,
-            include_child: false,
-        })
-        .await
-        .unwrap();
+    queue_view_job(&env).await;
     let out = tokio::time::timeout(Duration::from_secs(60), async {
         run(
             &env,
@@ -185,15 +190,7 @@ async fn a_missing_job_is_named_and_json_logs_carry_numbers_as_numbers() {
     }
     env.sb()
         .add_view("Leads", "3652397000000538003", ids(0, 250));
-    env.store
-        .insert_job(&NewJob {
-            module: "Leads".into(),
-            cvid: "3652397000000538003".into(),
-            territory_id: None,
-            include_child: false,
-        })
-        .await
-        .unwrap();
+    queue_view_job(&env).await;
     let out = run(
         &env,
         &["drain"],
