@@ -235,3 +235,43 @@ async fn when_credits_run_out_the_org_backs_off_and_probes_one_call_at_a_time() 
         .unwrap();
     assert_eq!(max_attempts, 1, "a 429 costs no attempt");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_prints_the_effective_caps_and_catches_a_token_that_cannot_touch_the_module() {
+    let env = TestEnv::new(Faults::default()).await;
+    env.seed_and_enqueue("Deals", &ids(0, 10), true).await;
+    let check = || async {
+        let out = env
+            .zdel(&["check"])
+            .env("ZDEL__LIMITS__MAX_DELETIONS_PER_DAY", "5000")
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .await
+            .unwrap();
+        (out.status.code(), common::text(&out.stdout))
+    };
+    let (code, stdout) = check().await;
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("caps:        deletions per day 5000; zdel's credits per day none; credits left for others none; 429 back-off up to 60 s"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("not a Zoho data centre's accounts server"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("probe:       ok (GET /Deals?fields=id&per_page=1 answered 200)"),
+        "{stdout}"
+    );
+    // A token without the module's scope: caught before a run, exit 1.
+    env.sb().lack_scope("read", true);
+    let (code, stdout) = check().await;
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout
+            .contains("probe:       FAILED: GET /Deals?fields=id&per_page=1: OAUTH_SCOPE_MISMATCH"),
+        "{stdout}"
+    );
+    assert_eq!(env.sb().remaining("Deals"), 10, "a check deletes nothing");
+}

@@ -21,7 +21,10 @@ use super::{
 pub(super) fn router(sandbox: Sandbox) -> Router {
     Router::new()
         .route("/oauth/v2/token", post(token))
-        .route("/crm/{version}/{module}", delete(delete_records))
+        .route(
+            "/crm/{version}/{module}",
+            delete(delete_records).get(get_records),
+        )
         .route(
             "/crm/{version}/{module}/{sub}",
             delete(delete_contact_roles),
@@ -461,6 +464,27 @@ async fn delete_ids(
             "record deleted",
             |inner, id| remove_record(inner, every, &module, id),
         )
+    })
+    .await
+}
+
+/// `GET /{module}?fields=id&per_page=N`: the first records' IDs (the read
+/// `zdel check` probes with); 204 when the module has none.
+async fn get_records(
+    State(sb): State<Sandbox>,
+    Path((_version, module)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    gated(&sb, &headers, "read", &module, &[], |inner, _| {
+        let mut ids: Vec<&String> = inner.records.get(&module).into_iter().flatten().collect();
+        ids.sort();
+        match ids.first() {
+            Some(id) => answered(
+                Json(json!({"data": [{"id": id}], "info": {"per_page": 1, "count": 1, "page": 1, "more_records": ids.len() > 1}}))
+                    .into_response(),
+            ),
+            None => answered(StatusCode::NO_CONTENT.into_response()),
+        }
     })
     .await
 }

@@ -91,6 +91,27 @@ const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 /// process waits it out together.
 const TOKEN_THROTTLE_BACKOFF: Duration = Duration::from_secs(60);
 
+/// The data centre `accounts_url` names (`US`, `EU`, `IN`, `AU`, `JP`,
+/// `CN`, `CA`, `SA`, `UK`), if it is one of Zoho's.
+pub fn data_centre_of(accounts_url: &str) -> Option<&'static str> {
+    let host = url::Url::parse(accounts_url.trim_end_matches('/'))
+        .ok()?
+        .host_str()?
+        .to_string();
+    Some(match host.as_str() {
+        "accounts.zoho.com" => "US",
+        "accounts.zoho.eu" => "EU",
+        "accounts.zoho.in" => "IN",
+        "accounts.zoho.com.au" => "AU",
+        "accounts.zoho.jp" => "JP",
+        "accounts.zoho.com.cn" => "CN",
+        "accounts.zohocloud.ca" => "CA",
+        "accounts.zoho.sa" => "SA",
+        "accounts.zoho.uk" => "UK",
+        _ => return None,
+    })
+}
+
 /// The API host of the data centre whose accounts server is `accounts_url`
 /// (accounts.zoho.eu → https://www.zohoapis.eu, accounts.zohocloud.ca →
 /// https://www.zohoapis.ca, …). An accounts URL of no known data centre (a
@@ -365,6 +386,19 @@ fn classify_token_error(error: &str, description: Option<&str>) -> ZohoError {
 #[cfg(test)]
 mod tests {
     use super::api_domain_for;
+
+    #[test]
+    fn data_centres_are_named_from_the_accounts_server() {
+        assert_eq!(
+            super::data_centre_of("https://accounts.zoho.eu/"),
+            Some("EU")
+        );
+        assert_eq!(
+            super::data_centre_of("https://accounts.zohocloud.ca"),
+            Some("CA")
+        );
+        assert_eq!(super::data_centre_of("http://127.0.0.1:4010"), None);
+    }
 
     #[test]
     fn the_api_host_follows_the_accounts_server_s_data_centre() {

@@ -36,7 +36,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use answer::{BatchAnswer, EMPTY_ANSWER, IdResult};
-pub use auth::{AccessToken, TokenInfo, TokenSource, api_domain_for};
+pub use auth::{AccessToken, TokenInfo, TokenSource, api_domain_for, data_centre_of};
 pub use call::Call;
 pub use error::ZohoError;
 pub use vocab::{
@@ -186,6 +186,26 @@ impl ZohoClient {
             })
             .await?;
         schedule_answer(status, &answer)
+    }
+
+    /// `GET /{module}?fields=id&per_page=1`: one harmless read, to learn
+    /// before a run whether the token may touch `module` at all (a token
+    /// without the module's scope gets `OAUTH_SCOPE_MISMATCH` here as it
+    /// would on every delete). `Ok(http_status)` when Zoho answered it.
+    pub async fn probe_read(&self, slot: &CallSlot, module: &str) -> Result<u16, ZohoError> {
+        let _ = slot;
+        let (status, answer) = self
+            .call("probe_read", |base| {
+                self.http
+                    .get(with_segments(base, &[module]))
+                    .query(&[("fields", "id"), ("per_page", "1")])
+            })
+            .await?;
+        // 200 with records, 204 with none: both say the token may read it.
+        if (200..300).contains(&status) {
+            return Ok(status);
+        }
+        Err(answer::whole_call_error(status, &answer))
     }
 
     /// `GET /{module}/actions/mass_delete?job_id=…`.
