@@ -122,6 +122,24 @@ fn every_manifest_parses_and_the_kustomization_lists_what_exists() {
     }
     let job = yaml(&deploy("k8s/jobs/drain-job.yaml"));
     assert_eq!(job["kind"].as_str(), Some("Job"));
+    // The drain Job's image is set through its own kustomization, the same
+    // way (and to the same image) as the StatefulSet's.
+    let jobs = yaml(&deploy("k8s/jobs/kustomization.yaml"));
+    assert_eq!(
+        jobs["resources"].as_sequence().unwrap()[0].as_str(),
+        Some("drain-job.yaml")
+    );
+    assert_eq!(jobs["images"], k["images"]);
+    // The StatefulSet is valid without kustomize too: it names its selector.
+    let sts = yaml(&deploy("k8s/statefulset.yaml"));
+    assert_eq!(
+        sts["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"].as_str(),
+        Some("zdel")
+    );
+    assert_eq!(
+        sts["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"].as_str(),
+        Some("zdel")
+    );
 }
 
 #[test]
