@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use common::{TestEnv, ids, text};
 use zdel::sandbox::Faults;
-use zdel::store::NewJob;
 
 fn run(env: &TestEnv, args: &[&str], extra: &[(&str, &str)]) -> Output {
     let mut cmd = env.zdel_blocking(args);
@@ -17,19 +16,6 @@ fn run(env: &TestEnv, args: &[&str], extra: &[(&str, &str)]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().unwrap()
-}
-
-/// Queue a mass-delete job of the Leads view the sandbox knows.
-async fn queue_view_job(env: &TestEnv) {
-    env.store
-        .insert_job(&NewJob {
-            module: "Leads".into(),
-            cvid: "3652397000000538003".into(),
-            territory_id: None,
-            include_child: false,
-        })
-        .await
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,11 +95,10 @@ async fn drain_exits_with_a_status_per_outcome() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 
     // 5: a mass-delete job whose status Zoho no longer knows.
-    env.sb()
-        .add_view("Leads", "3652397000000538003", ids(30_000, 10));
+    env.sb().add_view("Leads", common::CVID, ids(30_000, 10));
     env.sb()
         .set_job_poll_answer(Some(zdel::sandbox::JobPollAnswer::NotFound));
-    queue_view_job(&env).await;
+    env.queue_view_job("Leads").await;
     let out = tokio::time::timeout(Duration::from_secs(60), async {
         run(
             &env,
@@ -188,9 +173,8 @@ async fn a_missing_job_is_named_and_json_logs_carry_numbers_as_numbers() {
             "zdel: there is no mass-delete job 99: `zdel jobs` lists them"
         );
     }
-    env.sb()
-        .add_view("Leads", "3652397000000538003", ids(0, 250));
-    queue_view_job(&env).await;
+    env.sb().add_view("Leads", common::CVID, ids(0, 250));
+    env.queue_view_job("Leads").await;
     let out = run(
         &env,
         &["drain"],

@@ -7,17 +7,10 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{TestEnv, ids, wait_until};
+use common::{CVID, TestEnv, ids, wait_until};
 use zdel::sandbox::Faults;
 use zdel::store::{JobRow, JobState, NewJob};
 use zdel::worker::StopReason;
-
-const CVID: &str = "3652397000000538003";
-
-fn fast_jobs(env: &mut TestEnv) {
-    env.set("MASS_DELETE__POLL_INTERVAL_MS", "20");
-    env.set("MASS_DELETE__MAX_POLL_INTERVAL_MS", "50");
-}
 
 async fn queue_job(env: &TestEnv, module: &str) -> i64 {
     env.store
@@ -42,7 +35,7 @@ async fn a_view_job_is_posted_once_and_polled_to_completion() {
         ..Faults::default()
     })
     .await;
-    fast_jobs(&mut env);
+    env.fast_jobs();
     env.sb().add_view("Leads", CVID, ids(0, 350));
     let id = queue_job(&env, "Leads").await;
 
@@ -70,7 +63,7 @@ async fn a_view_job_is_posted_once_and_polled_to_completion() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn already_scheduled_waits_and_tries_again() {
     let mut env = TestEnv::new(Faults::default()).await;
-    fast_jobs(&mut env);
+    env.fast_jobs();
     env.sb().add_view("Leads", CVID, ids(0, 50));
     env.sb().occupy_module("Leads", 2);
     let id = queue_job(&env, "Leads").await;
@@ -86,7 +79,7 @@ async fn already_scheduled_waits_and_tries_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_view_completes_and_unsupported_modules_fail() {
     let mut env = TestEnv::new(Faults::default()).await;
-    fast_jobs(&mut env);
+    env.fast_jobs();
     env.sb().add_view("Leads", CVID, Vec::<String>::new());
     let empty = queue_job(&env, "Leads").await;
     env.sb().add_records("Deals", ids(0, 1));
@@ -112,7 +105,7 @@ async fn an_ambiguous_post_leaves_the_job_uncertain_and_never_reposts() {
         ..Faults::default()
     })
     .await;
-    fast_jobs(&mut env);
+    env.fast_jobs();
     env.sb().add_view("Leads", CVID, ids(0, 50));
     let id = queue_job(&env, "Leads").await;
 
@@ -151,7 +144,7 @@ async fn an_ambiguous_post_leaves_the_job_uncertain_and_never_reposts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_post_and_job_id_becomes_uncertain_not_a_second_post() {
     let mut env = TestEnv::new(Faults::default()).await;
-    fast_jobs(&mut env);
+    env.fast_jobs();
     env.sb().add_view("Leads", CVID, ids(0, 50));
     let id = queue_job(&env, "Leads").await;
     // What a kill -9 right after the POST leaves: the intent, under a lease that has run out.

@@ -11,25 +11,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestEnv, ids};
+use common::{CVID, TestEnv, ids};
 use zdel::sandbox::{Faults, JobPollAnswer};
-use zdel::store::{
-    DelinkParent, JobState, NewJob, Operation, RequestState, RequestTemplate, Strategy,
-};
+use zdel::store::{DelinkParent, JobState, Operation, RequestState, RequestTemplate, Strategy};
 use zdel::worker::StopReason;
-
-const CVID: &str = "3652397000000538003";
 
 /// Retries without waiting: the decisions, not the backoff, are under test.
 fn quick_retries(env: &mut TestEnv, attempts: &str) {
     env.set("RETRY__MAX_ATTEMPTS", attempts);
     env.set("RETRY__BASE_DELAY_MS", "1");
     env.set("RETRY__MAX_DELAY_MS", "5");
-}
-
-fn fast_jobs(env: &mut TestEnv) {
-    env.set("MASS_DELETE__POLL_INTERVAL_MS", "20");
-    env.set("MASS_DELETE__MAX_POLL_INTERVAL_MS", "50");
 }
 
 fn mass_delete(module: &str) -> RequestTemplate {
@@ -270,27 +261,15 @@ async fn a_delink_from_an_invalid_parent_fails_whole_with_zoho_s_code() {
     assert_eq!(env.calls_to("delink"), 1);
 }
 
-async fn view_job(env: &TestEnv, module: &str) -> i64 {
-    env.store
-        .insert_job(&NewJob {
-            module: module.into(),
-            cvid: CVID.into(),
-            territory_id: None,
-            include_child: false,
-        })
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_polls_answered_404_or_204_end_the_job_uncertain_and_drain_exits() {
     for answer in [JobPollAnswer::NotFound, JobPollAnswer::NoContent] {
         let mut env = TestEnv::new(Faults::default()).await;
-        fast_jobs(&mut env);
+        env.fast_jobs();
         env.set("MASS_DELETE__MAX_UNKNOWN_POLLS", "3");
         env.sb().add_view("Leads", CVID, ids(0, 200));
         env.sb().set_job_poll_answer(Some(answer));
-        let id = view_job(&env, "Leads").await;
+        let id = env.queue_view_job("Leads").await;
 
         assert_eq!(
             env.drain(Duration::from_secs(30)).await.reason,
@@ -316,9 +295,9 @@ async fn a_failed_job_ends_with_its_counts() {
         ..Faults::default()
     })
     .await;
-    fast_jobs(&mut env);
+    env.fast_jobs();
     env.sb().add_view("Leads", CVID, ids(0, 350));
-    let id = view_job(&env, "Leads").await;
+    let id = env.queue_view_job("Leads").await;
     // Two polls go normally (SCHEDULED → RUNNING, 100 deleted), then FAILED.
     let (stop, serve) = env.serve();
     common::wait_until(Duration::from_secs(20), "100 deleted", || async {
@@ -352,7 +331,7 @@ async fn a_failed_job_ends_with_its_counts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn already_scheduled_on_the_id_path_puts_the_work_back_at_no_cost() {
     let mut env = TestEnv::new(Faults::default()).await;
-    fast_jobs(&mut env);
+    env.fast_jobs();
     let all = ids(0, 1_200);
     env.sb().add_records("Leads", &all);
     env.enqueue_template(&mass_delete("Leads"), &all).await;
@@ -377,9 +356,9 @@ async fn no_id_list_mass_delete_is_sent_while_a_view_job_of_the_org_runs() {
         ..Faults::default()
     })
     .await;
-    fast_jobs(&mut env);
+    env.fast_jobs();
     env.sb().add_view("Deals", CVID, ids(50_000, 400));
-    let job = view_job(&env, "Deals").await;
+    let job = env.queue_view_job("Deals").await;
     let listed = ids(0, 1_000);
     env.sb().add_records("Leads", &listed);
     env.enqueue_template(&mass_delete("Leads"), &listed).await;

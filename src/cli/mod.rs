@@ -133,6 +133,20 @@ fn error_text(e: &anyhow::Error) -> String {
     text
 }
 
+/// The store's error behind `e`, if any: on its own, or carried by the
+/// worker's (`WorkerError::Store` is transparent, so it is not a separate
+/// link of the chain).
+fn store_error(e: &anyhow::Error) -> Option<&crate::store::StoreError> {
+    e.chain().find_map(|cause| {
+        cause.downcast_ref::<crate::store::StoreError>().or(
+            match cause.downcast_ref::<crate::worker::WorkerError>() {
+                Some(crate::worker::WorkerError::Store(s)) => Some(s),
+                None => None,
+            },
+        )
+    })
+}
+
 /// Commands whose output is read by people and pipes (`| head`): a closed
 /// pipe ends them quietly, as it does `ls` or `cat`.
 fn ends_quietly_on_a_closed_pipe(command: &Command) -> bool {
@@ -167,14 +181,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("zdel: {}", error_text(&e));
-            let store_error = e.chain().find_map(|c| {
-                c.downcast_ref::<crate::store::StoreError>().or_else(|| {
-                    match c.downcast_ref::<crate::worker::WorkerError>() {
-                        Some(crate::worker::WorkerError::Store(s)) => Some(s),
-                        None => None,
-                    }
-                })
-            });
+            let store_error = store_error(&e);
             if matches!(store_error, Some(crate::store::StoreError::HeldBy { .. })) {
                 return ExitCode::from(exit::HELD);
             }
@@ -197,12 +204,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let database = config.database.url.clone();
     let result = run_command(cli, config).await;
     result.map_err(|e| {
-        let disk_full = e.chain().any(|cause| {
-            cause
-                .downcast_ref::<crate::store::StoreError>()
-                .is_some_and(|s| s.is_disk_full())
-        });
-        if disk_full {
+        if store_error(&e).is_some_and(|s| s.is_disk_full()) {
             e.context(format!("disk full: the database {database} cannot grow"))
         } else {
             e

@@ -792,10 +792,17 @@ async fn keep_the_ledger(shared: &Shared) -> Result<(), StoreError> {
     let credits = shared.client.credits();
     let spent = credits.take_spent();
     let now = crate::clock::now_ms();
-    if let Err(e) = shared
-        .store
-        .record_credits(shared.org(), spent, credits.last_remaining(), now)
-        .await
+    // Zoho's figure only if it is newer than the one already recorded.
+    let seen_at = crate::sync::lock(&shared.ledger).remaining_seen_at;
+    let remaining = credits
+        .last_remaining()
+        .filter(|(_, at)| seen_at.is_none_or(|seen| *at > seen));
+    // Nothing new: no write (it would take the write lock every poll interval).
+    if (spent > 0 || remaining.is_some())
+        && let Err(e) = shared
+            .store
+            .record_credits(shared.org(), spent, remaining, now)
+            .await
     {
         credits.give_back(spent);
         return Err(e);

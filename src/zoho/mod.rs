@@ -192,8 +192,7 @@ impl ZohoClient {
     /// before a run whether the token may touch `module` at all (a token
     /// without the module's scope gets `OAUTH_SCOPE_MISMATCH` here as it
     /// would on every delete). `Ok(http_status)` when Zoho answered it.
-    pub async fn probe_read(&self, slot: &CallSlot, module: &str) -> Result<u16, ZohoError> {
-        let _ = slot;
+    pub async fn probe_read(&self, _slot: &CallSlot, module: &str) -> Result<u16, ZohoError> {
         let (status, answer) = self
             .call("probe_read", |base| {
                 self.http

@@ -259,6 +259,30 @@ impl TestEnv {
     }
 }
 
+/// The custom view the mass-delete tests queue jobs for.
+pub const CVID: &str = "3652397000000538003";
+
+impl TestEnv {
+    /// Poll mass-delete jobs every 20–50 ms instead of 5–60 s.
+    pub fn fast_jobs(&mut self) {
+        self.set("MASS_DELETE__POLL_INTERVAL_MS", "20");
+        self.set("MASS_DELETE__MAX_POLL_INTERVAL_MS", "50");
+    }
+
+    /// Queue a mass-delete job of [`CVID`] in `module`, no territory.
+    pub async fn queue_view_job(&self, module: &str) -> i64 {
+        self.store
+            .insert_job(&zdel::store::NewJob {
+                module: module.into(),
+                cvid: CVID.into(),
+                territory_id: None,
+                include_child: false,
+            })
+            .await
+            .unwrap()
+    }
+}
+
 /// `n` distinct 19-digit record IDs starting at `start`.
 pub fn ids(start: u64, n: u64) -> Vec<String> {
     (0..n)
