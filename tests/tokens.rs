@@ -16,6 +16,11 @@ use zdel::store::PAUSE_ALL;
 use zdel::worker::StopReason;
 use zdel::zoho::{Call, ZohoError};
 
+/// A lease that runs out long after any of these calls.
+fn far_off() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(3600)
+}
+
 fn delete_call<'a>(ids: &'a [&'a str]) -> Call<'a> {
     Call::DeleteRecords {
         module: "Leads",
@@ -40,7 +45,7 @@ async fn access_denied_stops_every_token_request_for_one_shared_back_off() {
             for _ in 0..5 {
                 let slot = client.acquire_slot().await;
                 match client
-                    .send(&slot, &delete_call(&["1000000000000000001"]))
+                    .send(&slot, &delete_call(&["1000000000000000001"]), far_off())
                     .await
                 {
                     Err(ZohoError::Unavailable {
@@ -78,7 +83,10 @@ async fn a_cached_token_that_has_not_expired_keeps_working_while_refreshes_fail(
     let client = env.client();
     let ids = ["1000000000000000009"];
     let slot = client.acquire_slot().await;
-    client.send(&slot, &delete_call(&ids)).await.unwrap();
+    client
+        .send(&slot, &delete_call(&ids), far_off())
+        .await
+        .unwrap();
     assert_eq!(env.sb().stats().token_requests, 1);
 
     env.sb().throttle_token_endpoint(true);
@@ -86,7 +94,7 @@ async fn a_cached_token_that_has_not_expired_keeps_working_while_refreshes_fail(
     // call meanwhile, and the one that met the refused refresh, is answered.
     wait_until(Duration::from_secs(10), "a refresh is tried", || async {
         client
-            .send(&slot, &delete_call(&ids))
+            .send(&slot, &delete_call(&ids), far_off())
             .await
             .expect("the cached token still works");
         env.sb().stats().token_requests == 2
@@ -94,7 +102,7 @@ async fn a_cached_token_that_has_not_expired_keeps_working_while_refreshes_fail(
     .await;
     for _ in 0..5 {
         client
-            .send(&slot, &delete_call(&ids))
+            .send(&slot, &delete_call(&ids), far_off())
             .await
             .expect("the cached token still works");
     }
@@ -274,4 +282,45 @@ async fn check_prints_the_effective_caps_and_catches_a_token_that_cannot_touch_t
         "{stdout}"
     );
     assert_eq!(env.sb().remaining("Deals"), 10, "a check deletes nothing");
+}
+
+/// A batch held up after its claim (here by the rate limiter) until its
+/// lease would run out before an answer could come is not sent: by then
+/// another worker may hold its rows, and the IDs would go out twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_could_not_be_answered_within_its_lease_is_not_sent() {
+    let mut env = TestEnv::new(Faults::default()).await;
+    env.set("LIMITS__REQUESTS_PER_SECOND", "1");
+    env.set("LIMITS__BURST", "1");
+    env.set("ZOHO__REQUEST_TIMEOUT_MS", "1000");
+    env.sb()
+        .add_records("Leads", ["1000000000000000001", "1000000000000000002"]);
+    let client = env.client();
+    let slot = client.acquire_slot().await;
+    // The limiter's one token goes to this call.
+    let first = client
+        .send(&slot, &delete_call(&["1000000000000000001"]), far_off())
+        .await
+        .unwrap();
+    assert_eq!(first.results.len(), 1);
+    // The next token comes in ~1 s; a call may take 1 s; the lease ends in 1.3 s.
+    let lease_ends = tokio::time::Instant::now() + Duration::from_millis(1_300);
+    let err = client
+        .send(&slot, &delete_call(&["1000000000000000002"]), lease_ends)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ZohoError::NotSent { .. }), "{err:?}");
+    assert!(
+        tokio::time::Instant::now() < lease_ends,
+        "it gave up in time"
+    );
+    assert_eq!(env.calls_to("delete"), 1);
+    assert_eq!(env.sb().remaining("Leads"), 1);
+    // With time for an answer, the same call goes.
+    let later = client
+        .send(&slot, &delete_call(&["1000000000000000002"]), far_off())
+        .await
+        .unwrap();
+    assert_eq!(later.results.len(), 1);
+    assert_eq!(env.sb().remaining("Leads"), 0);
 }

@@ -13,7 +13,15 @@ use crate::store::{ClaimedBatch, LaneKey, Operation, PausedScope, RequestState, 
 use crate::zoho::{Call, CallSlot, ZohoError};
 
 /// Make one call for a claimed batch and record every row's outcome.
-pub(super) async fn run_batch(shared: Arc<Shared>, batch: ClaimedBatch, slot: CallSlot) {
+///
+/// `lease_ends`: when the rows' lease runs out (the claim's time plus the
+/// lease): the call is not sent if it could not be answered by then.
+pub(super) async fn run_batch(
+    shared: Arc<Shared>,
+    batch: ClaimedBatch,
+    slot: CallSlot,
+    lease_ends: tokio::time::Instant,
+) {
     let attempt = batch.rows.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
     let strategy = shared.settings.effective_strategy(&batch.lane);
     let span = info_span!(
@@ -35,7 +43,10 @@ pub(super) async fn run_batch(shared: Arc<Shared>, batch: ClaimedBatch, slot: Ca
         }
         let started = std::time::Instant::now();
         let sent = shared.clock().now();
-        let result = shared.client.send(&slot, &call_for(&batch, strategy)).await;
+        let result = shared
+            .client
+            .send(&slot, &call_for(&batch, strategy), lease_ends)
+            .await;
         drop(slot);
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match &result {

@@ -201,6 +201,7 @@ fn schedule_update(
             | ZohoError::Unavailable { .. }
             | ZohoError::RateLimited { .. }
             | ZohoError::LanePaused { .. }
+            | ZohoError::NotSent { .. }
             | ZohoError::CredentialsRejected { .. }),
         ) => JobUpdate::NotScheduled {
             retry_at,

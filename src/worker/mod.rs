@@ -341,9 +341,13 @@ impl Dispatcher {
             return self.hold_at_daily_cap().await;
         }
         self.cap_reported = false;
+        // The rows' lease runs from no earlier than this.
+        let claimed_at = self.shared.clock().now();
         match self.claim(slots.len(), budget).await {
             Ok(claimed) if !claimed.is_empty() => {
-                self.dispatch(claimed, slots);
+                let lease_ends =
+                    claimed_at + std::time::Duration::from_millis(self.lease_ms.max(0) as u64);
+                self.dispatch(claimed, slots, lease_ends);
                 Step::Next
             }
             Ok(_) => {
@@ -660,7 +664,12 @@ impl Dispatcher {
     }
 
     /// Hand each batch and a slot to a task of its own.
-    fn dispatch(&mut self, claimed: Vec<ClaimedBatch>, mut slots: Vec<CallSlot>) {
+    fn dispatch(
+        &mut self,
+        claimed: Vec<ClaimedBatch>,
+        mut slots: Vec<CallSlot>,
+        lease_ends: tokio::time::Instant,
+    ) {
         for batch in claimed {
             // claim_batches returns at most one batch per slot.
             let Some(slot) = slots.pop() else { break };
@@ -669,7 +678,7 @@ impl Dispatcher {
             self.shared.gates.calls_started(batch.rows.len());
             let shared = self.shared.clone();
             self.tasks
-                .spawn(async move { batch::run_batch(shared, batch, slot).await });
+                .spawn(async move { batch::run_batch(shared, batch, slot, lease_ends).await });
         }
     }
 

@@ -110,9 +110,10 @@ pub fn for_call(error: &ZohoError) -> Decision {
         ZohoError::Transient { ambiguous, .. } => Decision::Retry {
             maybe_done: *ambiguous,
         },
-        ZohoError::Unavailable { .. } | ZohoError::RateLimited { .. } | ZohoError::Busy { .. } => {
-            Decision::Wait
-        }
+        ZohoError::Unavailable { .. }
+        | ZohoError::RateLimited { .. }
+        | ZohoError::Busy { .. }
+        | ZohoError::NotSent { .. } => Decision::Wait,
         ZohoError::LanePaused { code, .. }
             if CallCode::parse(code) == CallCode::OauthScopeMismatch =>
         {
@@ -250,6 +251,8 @@ fn whole_call(row: &ClaimedRow, error: &ZohoError, ctx: &Context) -> RowChange {
                 .unwrap_or(ctx.waits.rate_limited_ms),
         ),
         ZohoError::Busy { .. } => Some(ctx.waits.busy_ms),
+        // Due again at once: whoever holds the rows now sends them.
+        ZohoError::NotSent { .. } => Some(0),
         _ => None,
     };
     apply(row, for_call(error), &about, wait, ctx)
@@ -428,6 +431,12 @@ mod tests {
                     code: "TOKEN_THROTTLED".into(),
                     message: "m".into(),
                     retry_after: std::time::Duration::from_secs(60),
+                }),
+            ),
+            (
+                "not sent: the batch's lease would run out before an answer (zdel was held up after claiming it)",
+                for_call(&ZohoError::NotSent {
+                    message: "m".into(),
                 }),
             ),
             (

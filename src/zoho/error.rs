@@ -51,6 +51,12 @@ pub enum ZohoError {
     /// pause all work, fail no row.
     #[error("Zoho rejected the OAuth credentials ({code}): {message}")]
     CredentialsRejected { code: String, message: String },
+    /// Not sent: the batch's lease would run out before Zoho could answer
+    /// (the worker was held up after claiming it — frozen, or waiting for
+    /// the rate limiter), so another worker may hold its rows by now.
+    /// Nothing reached Zoho: it costs no attempt.
+    #[error("NOT_SENT: {message}")]
+    NotSent { message: String },
     /// The call was refused for a reason no retry fixes (`INVALID_MODULE`,
     /// `INVALID_URL_PATTERN`, ...): fail the rows with this code.
     #[error("{code}: {message}")]
@@ -72,6 +78,7 @@ impl ZohoError {
             | ZohoError::Rejected { code, .. } => code,
             ZohoError::RateLimited { .. } => "TOO_MANY_REQUESTS",
             ZohoError::Busy { .. } => "ALREADY_SCHEDULED",
+            ZohoError::NotSent { .. } => "NOT_SENT",
         }
     }
 
@@ -82,7 +89,9 @@ impl ZohoError {
             | ZohoError::Busy { http_status, .. }
             | ZohoError::Rejected { http_status, .. } => *http_status,
             ZohoError::RateLimited { .. } => Some(429),
-            ZohoError::CredentialsRejected { .. } | ZohoError::Unavailable { .. } => None,
+            ZohoError::CredentialsRejected { .. }
+            | ZohoError::Unavailable { .. }
+            | ZohoError::NotSent { .. } => None,
         }
     }
 }

@@ -69,6 +69,9 @@ pub struct ZohoClient {
     /// The concurrency gate: `max_concurrency` permits.
     slots: Arc<Semaphore>,
     credits: Credits,
+    /// How long a call may take (`zoho.request_timeout_ms`): a batch's call
+    /// starts no later than this before its lease runs out.
+    request_timeout: Duration,
 }
 
 impl ZohoClient {
@@ -110,6 +113,7 @@ impl ZohoClient {
             limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
             slots: Arc::new(Semaphore::new(slots)),
             credits: Credits::default(),
+            request_timeout: Duration::from_millis(zoho.request_timeout_ms),
         })
     }
 
@@ -155,9 +159,24 @@ impl ZohoClient {
     /// `module` and the IDs are validated before they are queued (the
     /// store's CHECK constraints); they still go in as path segments and
     /// query parameters, never spliced raw.
-    pub async fn send(&self, _slot: &CallSlot, call: &Call<'_>) -> Result<BatchAnswer, ZohoError> {
+    ///
+    /// `lease_ends`: when the rows' lease runs out. A call that could not
+    /// start by then less the request timeout is not sent
+    /// ([`ZohoError::NotSent`]): held up past it, this worker may have lost
+    /// the rows to another, and the same IDs would go out twice.
+    pub async fn send(
+        &self,
+        _slot: &CallSlot,
+        call: &Call<'_>,
+        lease_ends: tokio::time::Instant,
+    ) -> Result<BatchAnswer, ZohoError> {
+        let latest_start = lease_ends
+            .checked_sub(self.request_timeout)
+            .unwrap_or(lease_ends);
         let (status, body) = self
-            .call(call.operation(), |base| call.request(&self.http, base))
+            .call_by(call.operation(), Some(latest_start), |base| {
+                call.request(&self.http, base)
+            })
             .await?;
         match call {
             Call::DeletePhoto { record_id, .. } => bare_answer(status, &body, record_id),
@@ -233,6 +252,21 @@ impl ZohoClient {
         operation: &'static str,
         build: impl Fn(&url::Url) -> reqwest::RequestBuilder,
     ) -> Result<(u16, serde_json::Value), ZohoError> {
+        self.call_by(operation, None, build).await
+    }
+
+    /// [`ZohoClient::call`], sent only if it can start by `latest_start`.
+    async fn call_by(
+        &self,
+        operation: &'static str,
+        latest_start: Option<tokio::time::Instant>,
+        build: impl Fn(&url::Url) -> reqwest::RequestBuilder,
+    ) -> Result<(u16, serde_json::Value), ZohoError> {
+        let too_late = || {
+            ZohoError::NotSent {
+            message: "held up after the batch was claimed (a frozen process, or a long wait for the rate limiter) until its lease would run out before an answer could come; the rows go back to the queue".into(),
+        }
+        };
         let mut token = self.auth.token().await?;
         // A rejected token is replaced by whatever another task already
         // fetched, which may predate the same revocation: if that is
@@ -242,7 +276,17 @@ impl ZohoClient {
         loop {
             let base = self.base_url(&token)?;
             let started = Instant::now();
-            self.limiter.until_ready().await;
+            match latest_start {
+                Some(latest) => {
+                    tokio::time::timeout_at(latest, self.limiter.until_ready())
+                        .await
+                        .map_err(|_| too_late())?;
+                    if tokio::time::Instant::now() > latest {
+                        return Err(too_late());
+                    }
+                }
+                None => self.limiter.until_ready().await,
+            }
             let waited = started.elapsed();
             metrics::histogram!("zdel_rate_limiter_wait_seconds").record(waited.as_secs_f64());
             let request = build(&base).header(
