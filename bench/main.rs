@@ -676,6 +676,139 @@ async fn footprint(b: &mut Bench) -> Result<()> {
     Ok(())
 }
 
+/// Scenario: `zdel status` over 5,000,000 rows in every state (issue 13:
+/// it took 9.1 s when it grouped the whole table).
+async fn status_at_scale(b: &mut Bench) -> Result<()> {
+    let n: u64 = if b.quick { 200_000 } else { 5_000_000 };
+    let env = Env::new(Faults::default()).await?;
+    let dir = tempfile::tempdir()?;
+    let vars = env.env(&[]);
+    // Three modules, as `zdel enqueue` queues them.
+    for (m, module) in MODULES.iter().enumerate() {
+        let file = dir.path().join(format!("{module}.txt"));
+        let share = n / 3 + u64::from((m as u64) < n % 3);
+        {
+            use std::io::Write;
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
+            for i in 0..share {
+                writeln!(out, "{}", id(m as u64 * 10_000_000 + i))?;
+            }
+            out.flush()?;
+        }
+        let out = zdel_command(
+            &vars,
+            &[
+                "enqueue",
+                "--module",
+                module,
+                "--file",
+                file.to_str().unwrap_or_default(),
+            ],
+        )
+        .output()
+        .await?;
+        anyhow::ensure!(
+            out.status.success(),
+            "enqueue failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // 60% succeeded over the last 20 hours, 4% failed, 1,000 running, 500
+    // waiting to retry, the rest pending: as a long run leaves it.
+    let sql = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&env.db))
+        .await?;
+    let now = zdel::clock::now_ms();
+    let (succeeded, failed) = (n * 60 / 100, n * 4 / 100);
+    let setup = Instant::now();
+    for statement in [
+        format!(
+            "UPDATE deletion_requests SET state = 'succeeded', outcome_code = 'SUCCESS', attempts = 1,
+                 finished_at = {now} - (id * 72000000 / {succeeded}), updated_at = {now}
+             WHERE id <= {succeeded}"
+        ),
+        format!(
+            "UPDATE deletion_requests SET state = 'failed', outcome_code = 'INVALID_DATA', attempts = 1,
+                 finished_at = {now} - 1000, updated_at = {now} - 1000
+             WHERE id > {succeeded} AND id <= {}",
+            succeeded + failed
+        ),
+        format!(
+            "UPDATE deletion_requests SET state = 'running', lease_owner = 'bench', lease_token = 1,
+                 lease_expires_at = {now} + 600000
+             WHERE id > {} AND id <= {}",
+            succeeded + failed,
+            succeeded + failed + 1000
+        ),
+        format!(
+            "UPDATE deletion_requests SET outcome_code = 'HTTP_503', attempts = 1,
+                 next_attempt_at = {now} + 600000, updated_at = {now}
+             WHERE id > {} AND id <= {}",
+            succeeded + failed + 1000,
+            succeeded + failed + 1500
+        ),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&sql).await?;
+    }
+    let setup_s = setup.elapsed().as_secs_f64();
+    // The query `status` ran before the maintained counts, for comparison.
+    let grouped = Instant::now();
+    let groups: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT state, operation, module, count(*) FROM deletion_requests GROUP BY state, operation, module",
+    )
+    .fetch_all(&sql)
+    .await?;
+    let grouped_s = grouped.elapsed().as_secs_f64();
+    sql.close().await;
+    let mut times = Vec::new();
+    let mut json_times = Vec::new();
+    let mut last = String::new();
+    for _ in 0..5 {
+        for (args, into) in [
+            (&["status"][..], &mut times),
+            (&["status", "--json"][..], &mut json_times),
+        ] {
+            let started = Instant::now();
+            let out = zdel_command(&vars, args).output().await?;
+            into.push(started.elapsed().as_secs_f64());
+            anyhow::ensure!(
+                out.status.success(),
+                "status failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            anyhow::ensure!(
+                out.stderr.is_empty(),
+                "status warned: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if args.len() == 1 {
+                last = String::from_utf8_lossy(&out.stdout).into_owned();
+            }
+        }
+    }
+    let total_line = last
+        .lines()
+        .find(|l| l.starts_with("total"))
+        .unwrap_or("")
+        .to_string();
+    anyhow::ensure!(
+        total_line.contains(&succeeded.to_string()) && total_line.contains(&failed.to_string()),
+        "status counted wrong: {total_line}"
+    );
+    let secs = median(times);
+    b.record(
+        &format!("`zdel status` with {n} rows (median of 5; `--json` {:.3} s)", median(json_times)),
+        format!(
+            "**{secs:.3} s** (whole process; the old GROUP BY over the table: {grouped_s:.1} s for its {} groups; setup UPDATEs {setup_s:.0} s)",
+            groups.len()
+        ),
+        "< 1 s",
+        Some(secs < 1.0),
+    );
+    Ok(())
+}
+
 /// Scenario 7: zdel next to the plain sequential script of the API docs.
 async fn side_by_side(b: &mut Bench) -> Result<()> {
     let n = if b.quick { 2_000 } else { 20_000 };
@@ -1047,6 +1180,9 @@ async fn main() -> Result<()> {
     }
     if wanted("footprint") {
         footprint(&mut b).await?;
+    }
+    if wanted("status") {
+        status_at_scale(&mut b).await?;
     }
     if wanted("side-by-side") {
         side_by_side(&mut b).await?;

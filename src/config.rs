@@ -151,6 +151,8 @@ pub struct WorkerConfig {
 pub struct LogConfig {
     pub level: String,
     pub format: LogFormat,
+    /// How often `drain` logs a progress line off a terminal (0: never).
+    pub progress_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

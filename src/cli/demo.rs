@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -70,7 +69,7 @@ pub async fn run(config_file: Option<&Path>, opts: Opts) -> anyhow::Result<ExitC
         MODULES.join(", ")
     );
     let client = Arc::new(super::zoho_client(&config)?);
-    let (summary, elapsed) = drain_with_progress(&store, &client, &config, total).await?;
+    let (summary, elapsed) = drain_with_progress(&store, &client, &config).await?;
     report(
         &store,
         &handle.sandbox,
@@ -142,30 +141,11 @@ async fn drain_with_progress(
     store: &Store,
     client: &Arc<crate::zoho::ZohoClient>,
     config: &Config,
-    total: u64,
 ) -> anyhow::Result<(worker::RunSummary, Duration)> {
     let shutdown = CancellationToken::new();
     super::serve::spawn_signal_listener(shutdown.clone(), None);
     let started = Instant::now();
-    let progress = ProgressBar::new(total);
-    progress.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} IDs finished ({per_sec})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let watcher = {
-        let store = store.clone();
-        let progress = progress.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Ok(t) = store.state_totals().await {
-                    progress.set_position(t.finished() as u64);
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-    };
+    let progress = super::progress::Progress::start(store, Duration::ZERO, true).await;
     let summary = worker::run(
         store.clone(),
         client.clone(),
@@ -173,15 +153,9 @@ async fn drain_with_progress(
         RunMode::Drain,
         shutdown,
     )
-    .await?;
-    watcher.abort();
-    let elapsed = started.elapsed();
-    if let Ok(t) = store.state_totals().await {
-        progress.set_position(t.finished() as u64);
-    }
-    progress.finish_and_clear();
-
-    Ok((summary, elapsed))
+    .await;
+    progress.finish();
+    Ok((summary?, started.elapsed()))
 }
 
 /// IDs by outcome and what each means; calls against the minimum; peaks; rate.
@@ -195,39 +169,23 @@ async fn report(
     elapsed: Duration,
 ) -> anyhow::Result<()> {
     let stats = sandbox.stats();
-    let counts = store.outcome_code_counts().await?;
-    let finished: i64 = counts
-        .iter()
-        .filter(|c| c.state.is_terminal())
-        .map(|c| c.count)
-        .sum();
-    println!("\nIDs by outcome:");
-    for c in &counts {
-        let why = match (c.state, c.code.as_deref().map(ResultCode::parse)) {
-            (RequestState::Succeeded, Some(ResultCode::Success)) => "deleted",
-            (RequestState::Succeeded, Some(ResultCode::InvalidData)) => {
-                "deleted by a call whose answer was lost (500, dropped connection); confirmed on retry"
-            }
-            (RequestState::Failed, Some(ResultCode::InvalidData)) => {
-                "not in Zoho (1 in 97 demo IDs does not exist)"
-            }
-            _ => "",
-        };
-        println!(
-            "  {:<10} {:<14} {:>8}  {why}",
-            c.state,
-            c.code.as_deref().unwrap_or("-"),
-            c.count
-        );
-    }
-    let secs = elapsed.as_secs_f64().max(0.001);
+    let run = super::progress::RunReport::read(
+        store,
+        0,
+        client.calls_made(),
+        &super::worker_settings(config),
+        elapsed,
+    )
+    .await?;
+    run.print(|state, code| match (state, code.map(ResultCode::parse)) {
+        (RequestState::Failed, Some(ResultCode::InvalidData)) => {
+            "not in Zoho (1 in 97 demo IDs does not exist)"
+        }
+        _ => super::progress::meaning(state, code),
+    });
     println!(
-        "\ncalls made:        {} ({} answered 401 and were repeated after a token refresh)",
-        stats.calls, stats.unauthorized
-    );
-    println!(
-        "minimum possible:  {} (ceil(IDs/100) per module and workflow flag)",
-        MODULES.len() as u64 * u64::from(opts.ids.div_ceil(3).div_ceil(100))
+        "(of the calls, {} answered 401 and were repeated after a token refresh)",
+        stats.unauthorized
     );
     println!("token refreshes:   {}", client.token_refreshes());
     println!(
@@ -239,12 +197,6 @@ async fn report(
         stats.peak_calls_per_second(),
         config.limits.requests_per_second,
         config.limits.burst
-    );
-    println!(
-        "elapsed:           {:.1} s, {:.0} IDs/s, {:.1} calls/s",
-        secs,
-        finished as f64 / secs,
-        stats.calls as f64 / secs
     );
     println!("stopped because:   {:?}", summary.reason);
     println!(

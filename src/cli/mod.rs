@@ -11,6 +11,7 @@ mod jobs;
 mod mass_delete;
 mod migrate;
 mod outcomes;
+mod progress;
 mod resume;
 mod retry;
 mod serve;

@@ -3,6 +3,7 @@
 //! protocol: READY once the database is migrated and the endpoints are up,
 //! watchdog pings while the dispatcher turns, STOPPING on shutdown.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -65,10 +66,44 @@ pub async fn run(config: Config, mode: RunMode, opts: Opts) -> anyhow::Result<Ex
         spawn_watchdog(settings.heartbeat.clone(), http_stop.clone());
     }
     let started_ms = crate::clock::now_ms();
-    let summary =
-        worker::run_with_lease(store.clone(), client, settings, mode, shutdown, lease).await?;
+    let started = std::time::Instant::now();
+    let progress = match mode {
+        RunMode::Drain => Some(
+            super::progress::Progress::start(
+                &store,
+                Duration::from_millis(config.log.progress_interval_ms),
+                std::io::stderr().is_terminal(),
+            )
+            .await,
+        ),
+        RunMode::Serve => None,
+    };
+    let summary = worker::run_with_lease(
+        store.clone(),
+        client.clone(),
+        settings.clone(),
+        mode,
+        shutdown,
+        lease,
+    )
+    .await;
+    if let Some(progress) = progress {
+        progress.finish();
+    }
+    let summary = summary?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     http_stop.cancel();
+    if mode == RunMode::Drain {
+        let report = super::progress::RunReport::read(
+            &store,
+            started_ms,
+            client.calls_made(),
+            &settings,
+            started.elapsed(),
+        )
+        .await?;
+        report.print(super::progress::meaning);
+    }
     let failed_this_run = match summary.reason {
         StopReason::Drained => {
             store

@@ -24,6 +24,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&snap.json()?)?);
         return Ok(ExitCode::SUCCESS);
     }
+    print_holder(&snap.report);
     print_counts(&snap.report);
     print_daily_cap(&snap);
     print_credits(&snap);
@@ -111,7 +112,22 @@ impl Snapshot {
     }
 }
 
-/// Rows by module and operation, a column per state, and the totals.
+/// Who works on this database, since when.
+fn print_holder(report: &StatusReport) {
+    match &report.holder {
+        Some(h) => println!(
+            "zdel {} on {} (pid {}) working since {}\n",
+            h.command,
+            h.host,
+            h.pid,
+            time_of(h.since)
+        ),
+        None => println!("no zdel is working on this database (serve or drain runs the queue)\n"),
+    }
+}
+
+/// Rows by module and operation, a column per state, each lane's current
+/// rate and time left at that rate, and the totals.
 fn print_counts(report: &StatusReport) {
     let mut by_lane: BTreeMap<(String, String), [i64; 5]> = BTreeMap::new();
     for row in &report.counts {
@@ -122,16 +138,59 @@ fn print_counts(report: &StatusReport) {
             entry[i] += row.count;
         }
     }
-    let header: Vec<String> = RequestState::ALL.iter().map(|s| s.to_string()).collect();
+    let window_s = ((now_ms() - report.rates_since).max(1000) as f64) / 1000.0;
+    let mut header: Vec<String> = RequestState::ALL.iter().map(|s| s.to_string()).collect();
+    header.extend(["IDs/s".to_string(), "ETA".to_string()]);
     println!("{}", table_line("module", "operation", &header));
     let mut totals = [0i64; 5];
+    let mut total_rate = 0.0;
     for ((module, operation), counts) in &by_lane {
-        println!("{}", table_line(module, operation, counts));
+        let finished = report
+            .rates
+            .iter()
+            .filter(|r| r.module == *module && r.operation.as_str() == operation)
+            .map(|r| r.finished)
+            .sum::<i64>();
+        let rate = finished as f64 / window_s;
+        total_rate += rate;
+        let mut cells: Vec<String> = counts.iter().map(i64::to_string).collect();
+        cells.extend(rate_and_eta(rate, counts[0] + counts[1]));
+        println!("{}", table_line(module, operation, &cells));
         for (t, c) in totals.iter_mut().zip(counts) {
             *t += c;
         }
     }
-    println!("{}", table_line("total", "", &totals));
+    let mut cells: Vec<String> = totals.iter().map(i64::to_string).collect();
+    cells.extend(rate_and_eta(total_rate, totals[0] + totals[1]));
+    println!("{}", table_line("total", "", &cells));
+    println!(
+        "(IDs/s: succeeded or failed per second since {}; ETA: pending and running at that rate)",
+        time_of(report.rates_since)
+    );
+}
+
+/// A lane's rate and its time left at that rate (`-` when idle or done).
+fn rate_and_eta(rate: f64, left: i64) -> [String; 2] {
+    let eta = if left == 0 {
+        "done".to_string()
+    } else if rate > 0.0 {
+        let secs = (left as f64 / rate).ceil() as u64;
+        humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+    } else {
+        "-".to_string()
+    };
+    let rate = if rate > 0.0 {
+        format!("{rate:.1}")
+    } else {
+        "-".to_string()
+    };
+    [rate, eta]
+}
+
+/// An epoch-ms time as UTC, to the second (RFC 3339).
+fn time_of(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 fn print_daily_cap(snap: &Snapshot) {
@@ -229,7 +288,8 @@ fn print_recent_errors(report: &StatusReport) {
         println!("\nrecent errors:");
         for e in &report.recent_errors {
             println!(
-                "  #{} {} {} [{}] {}: {} (attempts {})",
+                "  {} #{} {} {} [{}] {}: {} (attempts {})",
+                time_of(e.updated_at),
                 e.id,
                 e.module,
                 e.record_id,
@@ -244,7 +304,7 @@ fn print_recent_errors(report: &StatusReport) {
 
 /// One line of the counts table: module, operation, then a column per request state.
 fn table_line(module: &str, operation: &str, cells: &[impl std::fmt::Display]) -> String {
-    const WIDTHS: [usize; 5] = [10, 8, 10, 8, 10];
+    const WIDTHS: [usize; 7] = [10, 8, 10, 8, 10, 8, 12];
     let mut line = format!("{module:<24} {operation:<12}");
     for (cell, width) in cells.iter().zip(WIDTHS) {
         line.push_str(&format!(" {:>width$}", cell.to_string()));

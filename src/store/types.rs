@@ -47,7 +47,8 @@ impl TryFrom<String> for Operation {
 }
 
 /// How record deletes are sent (`deletion_requests.strategy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// Whatever the config's `zoho.delete_strategy` says.
     Auto,
@@ -73,6 +74,13 @@ impl Strategy {
             "mass_delete" => Some(Strategy::MassDelete),
             _ => None,
         }
+    }
+}
+
+impl TryFrom<String> for Strategy {
+    type Error = UnknownState;
+    fn try_from(s: String) -> Result<Strategy, UnknownState> {
+        Strategy::parse(&s).ok_or(UnknownState(s))
     }
 }
 
@@ -498,9 +506,54 @@ pub struct ErrorRow {
     pub updated_at: i64,
 }
 
+/// Rows of one lane in one state, from the maintained counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct LaneStateCount {
+    #[sqlx(try_from = "String")]
+    pub operation: Operation,
+    pub module: String,
+    pub wf_trigger: bool,
+    #[sqlx(try_from = "String")]
+    pub strategy: Strategy,
+    #[sqlx(try_from = "String")]
+    pub state: RequestState,
+    pub count: i64,
+}
+
+/// Rows of one lane that reached `state` with `code` (what one run did).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct FinishedGroup {
+    #[sqlx(try_from = "String")]
+    pub operation: Operation,
+    pub module: String,
+    pub wf_trigger: bool,
+    #[sqlx(try_from = "String")]
+    pub strategy: Strategy,
+    #[sqlx(try_from = "String")]
+    pub state: RequestState,
+    pub code: Option<String>,
+    pub count: i64,
+}
+
+/// What one lane (operation, module) finished lately: its current rate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct LaneRate {
+    #[sqlx(try_from = "String")]
+    pub operation: Operation,
+    pub module: String,
+    /// Rows that succeeded or failed from [`StatusReport::rates_since`] on.
+    pub finished: i64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
     pub counts: Vec<CountRow>,
+    /// Rows finished per lane from `rates_since` (epoch ms, the start of a
+    /// minute) to now: each lane's current rate.
+    pub rates: Vec<LaneRate>,
+    pub rates_since: i64,
+    /// The zdel working on this database, if its lease is live.
+    pub holder: Option<DaemonHolder>,
     /// Pending rows waiting out a retry delay.
     pub waiting_to_retry: i64,
     pub pauses: Vec<Pause>,

@@ -785,6 +785,13 @@ async fn maintenance(shared: &Shared) -> Result<(), StoreError> {
             "leases expired (a worker died or hung mid-call): rows returned to pending"
         );
     }
+    // Rows inserted by plain SQL join the maintained counts; minutes the
+    // daily cap no longer looks at go.
+    shared.store.fold_counts().await?;
+    shared
+        .store
+        .prune_finished_minutes(shared.clock().now_ms() - 2 * DAY_MS)
+        .await?;
     let pauses = shared.store.pauses().await?;
     shared.gates.set_pauses(shared.org(), &pauses);
     metrics::gauge!("zdel_lanes_paused").set(pauses.len() as f64);

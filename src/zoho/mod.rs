@@ -72,6 +72,8 @@ pub struct ZohoClient {
     /// How long a call may take (`zoho.request_timeout_ms`): a batch's call
     /// starts no later than this before its lease runs out.
     request_timeout: Duration,
+    /// Requests sent to the CRM API (token requests not included).
+    calls: std::sync::atomic::AtomicU64,
 }
 
 impl ZohoClient {
@@ -114,6 +116,7 @@ impl ZohoClient {
             slots: Arc::new(Semaphore::new(slots)),
             credits: Credits::default(),
             request_timeout: Duration::from_millis(zoho.request_timeout_ms),
+            calls: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -144,6 +147,12 @@ impl ZohoClient {
     /// What this client's calls spent and heard about credits.
     pub fn credits(&self) -> &Credits {
         &self.credits
+    }
+
+    /// Requests this client sent to the CRM API (a 401 repeated after a
+    /// token refresh counts twice; token requests are not counted).
+    pub fn calls_made(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn token_refreshes(&self) -> u64 {
@@ -294,6 +303,8 @@ impl ZohoClient {
                 format!("Zoho-oauthtoken {}", token.secret.expose_secret()),
             );
             let sent = Instant::now();
+            self.calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let (seen, answer) = send_and_read(request).await;
             self.credits.note(seen);
             let status = match &answer {

@@ -8,6 +8,7 @@
 //! per free call slot in one transaction; outcomes of batches finishing
 //! together share one transaction (`record_outcomes`, group commit).
 
+mod counts;
 mod credits;
 mod daemon;
 mod jobs;
@@ -269,12 +270,20 @@ impl Store {
 
     /// Rows by state and operation, and mass-delete jobs by state (for gauges).
     pub async fn depth(&self) -> Result<Depth, StoreError> {
-        let requests = sqlx::query_as(
-            "SELECT state, operation, count(*) AS count FROM deletion_requests
-             GROUP BY state, operation",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let mut requests: Vec<super::types::RequestDepth> = Vec::new();
+        for lane in self.lane_state_counts().await? {
+            match requests
+                .iter_mut()
+                .find(|r| r.state == lane.state && r.operation == lane.operation)
+            {
+                Some(r) => r.count += lane.count,
+                None => requests.push(super::types::RequestDepth {
+                    state: lane.state,
+                    operation: lane.operation,
+                    count: lane.count,
+                }),
+            }
+        }
         let jobs =
             sqlx::query_as("SELECT state, count(*) AS count FROM mass_delete_jobs GROUP BY state")
                 .fetch_all(&self.pool)
@@ -396,12 +405,16 @@ fn create_owner_only(path: &Path) -> Result<(), StoreError> {
 }
 
 fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
-    if url.starts_with("sqlite:") {
+    let options = if url.starts_with("sqlite:") {
         SqliteConnectOptions::from_str(url).map_err(|source| StoreError::BadUrl {
             url: url.to_string(),
             source: Box::new(source),
-        })
+        })?
     } else {
-        Ok(SqliteConnectOptions::new().filename(Path::new(url)))
-    }
+        SqliteConnectOptions::new().filename(Path::new(url))
+    };
+    // sqlx warns of a statement over a second with its whole SQL text: noise
+    // for an operator (a one-off migration of a large queue takes longer).
+    // Kept for RUST_LOG=sqlx=debug.
+    Ok(options.log_slow_statements(tracing::log::LevelFilter::Debug, Duration::from_secs(1)))
 }

@@ -119,10 +119,14 @@ impl Enqueuer {
         .bind(self.now_ms)
         .execute(&mut *self.tx)
         .await?;
+        super::counts::count_inserted(&mut self.tx, template, result.rows_affected()).await?;
         Ok(result.rows_affected())
     }
 
-    pub async fn commit(self) -> Result<(), StoreError> {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        // Every row is counted now: the fold at the start counted the ones
+        // before, `add` counted this transaction's.
+        super::counts::move_mark_to_the_end(&mut self.tx).await?;
         self.tx.commit().await?;
         Ok(())
     }
@@ -139,8 +143,12 @@ struct LaneRow {
 impl Store {
     /// Start an all-or-nothing enqueue.
     pub async fn begin_enqueue(&self) -> Result<Enqueuer, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // Rows inserted by plain SQL since the last fold are counted first,
+        // so the mark can move past this enqueue's rows at commit.
+        super::counts::fold_in(&mut tx).await?;
         Ok(Enqueuer {
-            tx: self.begin_write().await?,
+            tx,
             now_ms: crate::clock::now_ms(),
         })
     }
@@ -415,34 +423,21 @@ impl Store {
         skip_modules: &[String],
         skip_lanes: &[LaneKey],
     ) -> Result<i64, StoreError> {
-        let modules =
-            serde_json::to_string(skip_modules).map_err(|e| sqlx::Error::Encode(e.into()))?;
-        let lanes: Vec<(&str, &str, bool, &str)> = skip_lanes
+        Ok(self
+            .lane_state_counts()
+            .await?
             .iter()
-            .map(|l| {
-                (
-                    l.operation.as_str(),
-                    l.module.as_str(),
-                    l.wf_trigger,
-                    l.strategy.as_str(),
-                )
+            .filter(|l| l.state == RequestState::Pending && !skip_modules.contains(&l.module))
+            .filter(|l| {
+                !skip_lanes.iter().any(|k| {
+                    k.operation == l.operation
+                        && k.module == l.module
+                        && k.wf_trigger == l.wf_trigger
+                        && k.strategy == l.strategy
+                })
             })
-            .collect();
-        let lanes = serde_json::to_string(&lanes).map_err(|e| sqlx::Error::Encode(e.into()))?;
-        Ok(sqlx::query_scalar(
-            "SELECT count(*) FROM deletion_requests
-             WHERE state = 'pending'
-               AND module NOT IN (SELECT value FROM json_each(?1))
-               AND NOT EXISTS (SELECT 1 FROM json_each(?2) l
-                               WHERE json_extract(l.value, '$[0]') = operation
-                                 AND json_extract(l.value, '$[1]') = module
-                                 AND json_extract(l.value, '$[2]') = wf_trigger
-                                 AND json_extract(l.value, '$[3]') = strategy)",
-        )
-        .bind(modules)
-        .bind(lanes)
-        .fetch_one(&self.pool)
-        .await?)
+            .map(|l| l.count)
+            .sum())
     }
 
     /// Rows in `running` state held by anyone but `owner`.

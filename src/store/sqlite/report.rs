@@ -8,6 +8,9 @@ use super::Store;
 use crate::store::StoreError;
 use crate::store::types::*;
 
+/// How far back `status` looks for each lane's current rate.
+const RATE_WINDOW_MS: i64 = 5 * 60_000;
+
 /// The rows an [`OutcomeFilter`] matches, as a SQL condition over
 /// `?1` state, `?2` module, `?3` outcome code, `?4` record IDs (a JSON
 /// array); bound by [`bind_filter`].
@@ -40,37 +43,78 @@ fn bind_filter<'q>(
 }
 
 impl Store {
+    /// What `status` shows, without scanning the queue (the maintained
+    /// counts, and index ranges bounded by what is recent or waiting).
     pub async fn status(&self, now_ms: i64) -> Result<StatusReport, StoreError> {
-        let counts = sqlx::query_as(
-            "SELECT state, operation, module, count(*) AS count FROM deletion_requests
-             GROUP BY state, operation, module ORDER BY module, operation, state",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let lanes = self.lane_state_counts().await?;
+        let mut counts: Vec<CountRow> = Vec::new();
+        for lane in &lanes {
+            match counts.iter_mut().find(|c| {
+                c.state == lane.state && c.operation == lane.operation && c.module == lane.module
+            }) {
+                Some(c) => c.count += lane.count,
+                None => counts.push(CountRow {
+                    state: lane.state,
+                    operation: lane.operation,
+                    module: lane.module.clone(),
+                    count: lane.count,
+                }),
+            }
+        }
+        counts.sort_by(|a, b| {
+            (&a.module, a.operation, a.state).cmp(&(&b.module, b.operation, b.state))
+        });
+        let mass_delete_without_workflow = lanes
+            .iter()
+            .filter(|l| {
+                !l.state.is_terminal() && l.strategy == Strategy::MassDelete && !l.wf_trigger
+            })
+            .map(|l| l.count)
+            .sum();
+        // Per pending lane, the rows due later: a range of its index each.
         let waiting_to_retry = sqlx::query_scalar(
-            "SELECT count(*) FROM deletion_requests
-             WHERE state = 'pending' AND next_attempt_at > ?1",
+            "SELECT coalesce(sum((SELECT count(*) FROM deletion_requests d
+                                  WHERE d.state = 'pending' AND d.operation = l.operation
+                                    AND d.module = l.module AND d.wf_trigger = l.wf_trigger
+                                    AND d.strategy = l.strategy AND d.next_attempt_at > ?1)), 0)
+             FROM (SELECT operation, module, wf_trigger, strategy FROM lane_counts
+                   WHERE state = 'live' AND rows > 0
+                   UNION
+                   SELECT operation, module, wf_trigger, strategy FROM deletion_requests NOT INDEXED
+                   WHERE id > (SELECT counted_up_to FROM lane_count_mark) AND state = 'pending') l",
         )
         .bind(now_ms)
         .fetch_one(&self.pool)
         .await?;
+        // The newest five of each kind, each from its own index.
         let recent_errors = sqlx::query_as(
-            "SELECT id, module, record_id, state, outcome_code AS code,
-                    outcome_message AS message, attempts, updated_at
-             FROM deletion_requests
-             WHERE (state = 'failed' OR (state = 'pending' AND outcome_code IS NOT NULL))
+            "SELECT * FROM (
+                 SELECT id, module, record_id, state, outcome_code AS code,
+                        outcome_message AS message, attempts, updated_at
+                 FROM deletion_requests
+                 WHERE state = 'failed' AND finished_at IS NOT NULL
+                 ORDER BY finished_at DESC, id DESC LIMIT 5)
+             UNION ALL
+             SELECT * FROM (
+                 SELECT id, module, record_id, state, outcome_code AS code,
+                        outcome_message AS message, attempts, updated_at
+                 FROM deletion_requests
+                 WHERE state = 'pending' AND outcome_code IS NOT NULL
+                 ORDER BY updated_at DESC, id DESC LIMIT 5)
              ORDER BY updated_at DESC, id DESC LIMIT 5",
         )
         .fetch_all(&self.pool)
         .await?;
-        let mass_delete_without_workflow = sqlx::query_scalar(
-            "SELECT count(*) FROM deletion_requests
-             WHERE state IN ('pending', 'running') AND strategy = 'mass_delete' AND wf_trigger = 0",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let (rates, rates_since) = self.lane_rates(now_ms, RATE_WINDOW_MS).await?;
+        let holder = self
+            .daemon_holder()
+            .await?
+            .filter(|h| h.expires_at > now_ms);
         Ok(StatusReport {
             counts,
+            rates,
+            rates_since,
+            holder,
             waiting_to_retry,
             mass_delete_without_workflow,
             pauses: self.pauses().await?,
@@ -78,33 +122,19 @@ impl Store {
         })
     }
 
+    /// Rows by state, from the maintained counts.
     pub async fn state_totals(&self) -> Result<TerminalCounts, StoreError> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, count(*) FROM deletion_requests GROUP BY state")
-                .fetch_all(&self.pool)
-                .await?;
         let mut totals = TerminalCounts::default();
-        for (state, n) in rows {
-            match RequestState::parse(&state) {
-                Some(RequestState::Pending) => totals.pending = n,
-                Some(RequestState::Running) => totals.running = n,
-                Some(RequestState::Succeeded) => totals.succeeded = n,
-                Some(RequestState::Failed) => totals.failed = n,
-                Some(RequestState::Cancelled) => totals.cancelled = n,
-                None => {}
+        for lane in self.lane_state_counts().await? {
+            match lane.state {
+                RequestState::Pending => totals.pending += lane.count,
+                RequestState::Running => totals.running += lane.count,
+                RequestState::Succeeded => totals.succeeded += lane.count,
+                RequestState::Failed => totals.failed += lane.count,
+                RequestState::Cancelled => totals.cancelled += lane.count,
             }
         }
         Ok(totals)
-    }
-
-    /// Rows that succeeded at or after `since_ms` (the daily cap's window).
-    pub async fn succeeded_since(&self, since_ms: i64) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT count(*) FROM deletion_requests WHERE state = 'succeeded' AND finished_at >= ?1",
-        )
-        .bind(since_ms)
-        .fetch_one(&self.pool)
-        .await?)
     }
 
     /// Rows that reached terminal `state` at or after `since_ms` (what one
@@ -120,6 +150,25 @@ impl Store {
         .bind(state.as_str())
         .bind(since_ms)
         .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Rows that finished at or after `since_ms`, by lane, state and code
+    /// (what one run did): the finished index's range, then those rows.
+    pub async fn finished_since_by_lane(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<FinishedGroup>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT operation, module, wf_trigger, strategy, state, outcome_code AS code,
+                    count(*) AS count
+             FROM deletion_requests
+             WHERE state IN ('succeeded', 'failed', 'cancelled') AND finished_at >= ?1
+             GROUP BY operation, module, wf_trigger, strategy, state, outcome_code
+             ORDER BY state, count(*) DESC",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
         .await?)
     }
 
