@@ -1,6 +1,9 @@
-//! `zdel enqueue`: queue record IDs from `--ids`, a file, or stdin, for any
+//! `zdel enqueue`: queue record IDs from `--ids`, a file, a Zoho export CSV, or stdin, for any
 //! operation: delete records (plain or mass delete), delink related records
 //! from one parent, delete contact roles, delete record photos.
+//!
+//! `--csv` reads a Zoho export instead (see `export_csv.rs`): the same two
+//! passes, the ID taken from the column named as the record ID.
 //!
 //! Input of any size is streamed in constant memory, in two passes:
 //!
@@ -60,6 +63,14 @@ pub struct Opts {
     /// A file with one ID per line, or - for stdin.
     #[arg(long, group = "input", value_name = "PATH")]
     file: Option<PathBuf>,
+    /// A CSV file exported from Zoho (header row; the ID column is found by
+    /// name: "Record Id", "id", "<Module> Id"; a zcrm_ prefix is stripped),
+    /// or - for stdin.
+    #[arg(long, group = "input", value_name = "PATH")]
+    csv: Option<PathBuf>,
+    /// With --csv: the column holding the record IDs, by its header.
+    #[arg(long, requires = "csv", value_name = "NAME")]
+    id_column: Option<String>,
     /// Delete without running workflow rules (wf_trigger=false).
     #[arg(long)]
     no_workflow: bool,
@@ -174,6 +185,149 @@ impl Source {
 /// Bad lines are listed up to this many; the rest are counted.
 const BAD_LINES_SHOWN: usize = 20;
 
+/// Bad input lines, gathered so they are all reported in one error: the
+/// first [`BAD_LINES_SHOWN`] by line number and value, then how many more.
+#[derive(Default)]
+struct BadLines {
+    shown: Vec<String>,
+    total: u64,
+}
+
+impl BadLines {
+    fn add(&mut self, what: impl FnOnce() -> String) {
+        self.total += 1;
+        if self.shown.len() < BAD_LINES_SHOWN {
+            self.shown.push(what());
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.total > 0
+    }
+
+    /// The error for `name`, if anything was bad.
+    fn into_result(self, name: &str) -> anyhow::Result<()> {
+        if self.total == 0 {
+            return Ok(());
+        }
+        let more = self.total - self.shown.len() as u64;
+        let tail = if more > 0 {
+            format!("\n  … and {more} more bad line(s)")
+        } else {
+            String::new()
+        };
+        Err(UsageError(format!(
+            "{name}: {} bad line(s), nothing was queued (a record ID is {}):\n  {}{tail}",
+            self.total,
+            super::RECORD_ID_RULE,
+            self.shown.join("\n  ")
+        ))
+        .into())
+    }
+}
+
+/// What the input is: one ID per line, or a Zoho export CSV.
+#[derive(Clone)]
+enum Format {
+    Lines,
+    Csv {
+        module: String,
+        id_column: Option<String>,
+    },
+}
+
+/// Read `reader` in `format`, calling `each` with every valid ID; bad
+/// lines are all reported at the end ([`BadLines`]).
+fn for_each_input_id(
+    reader: impl Read,
+    format: &Format,
+    name: &str,
+    progress: &ProgressBar,
+    spool: Option<&mut dyn Write>,
+    each: impl FnMut(&str) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    match format {
+        Format::Lines => for_each_id(reader, name, progress, spool, each),
+        Format::Csv { module, id_column } => {
+            let reader = Tee {
+                inner: reader,
+                copy: spool,
+            };
+            for_each_csv_id(reader, module, id_column.as_deref(), name, progress, each)
+        }
+    }
+}
+
+/// A reader that copies what it reads (stdin into its spool file).
+struct Tee<'a, R> {
+    inner: R,
+    copy: Option<&'a mut dyn Write>,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(copy) = self.copy.as_mut() {
+            copy.write_all(&buf[..n])?;
+        }
+        Ok(n)
+    }
+}
+
+/// A Zoho export's rows, calling `each` with every row's record ID.
+fn for_each_csv_id(
+    reader: impl Read,
+    module: &str,
+    id_column: Option<&str>,
+    name: &str,
+    progress: &ProgressBar,
+    mut each: impl FnMut(&str) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let mut rows = super::export_csv::reader(reader);
+    let headers = rows
+        .headers()
+        .map_err(|e| UsageError(format!("{name}: could not read the CSV header: {e}")))?
+        .clone();
+    let columns =
+        super::export_csv::id_columns(&headers, module, id_column, name).map_err(UsageError)?;
+    let mut bad = BadLines::default();
+    let mut record = csv::ByteRecord::new();
+    let (mut count, mut reported) = (0u64, 0u64);
+    loop {
+        match rows.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                match e.kind() {
+                    csv::ErrorKind::Io(io) => {
+                        return Err(UsageError(format!("{name}: could not read: {io}")).into());
+                    }
+                    _ => bad.add(|| format!("line {line}: not CSV Zoho writes: {e}")),
+                }
+                continue;
+            }
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        let byte = record.position().map_or(0, |p| p.byte());
+        if byte - reported >= 1 << 16 {
+            progress.inc(byte - reported);
+            reported = byte;
+        }
+        if record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
+            continue;
+        }
+        count += 1;
+        match super::export_csv::row_id(&record, &columns) {
+            Ok(id) if !bad.any() => each(&id)?,
+            Ok(_) => {}
+            Err(why) => bad.add(|| format!("line {line}: {why}")),
+        }
+    }
+    bad.into_result(name)?;
+    Ok(count)
+}
+
 /// Read `reader` line by line, calling `each` with every valid ID. Bad
 /// lines are all reported at the end, in one error: the first
 /// [`BAD_LINES_SHOWN`] by line number and value, then how many more.
@@ -187,8 +341,7 @@ fn for_each_id(
     let mut lines = BufReader::with_capacity(1 << 16, reader);
     let mut line = Vec::new();
     let mut line_no = 0u64;
-    let mut bad: Vec<String> = Vec::new();
-    let mut bad_total = 0u64;
+    let mut bad = BadLines::default();
     // The bar moves every 64 KiB: per line, its clock reads cost more than
     // validating the line.
     let mut unreported = 0u64;
@@ -211,10 +364,7 @@ fn for_each_id(
         }
         line_no += 1;
         let Ok(text) = std::str::from_utf8(&line) else {
-            bad_total += 1;
-            if bad.len() < BAD_LINES_SHOWN {
-                bad.push(format!("line {line_no}: not valid UTF-8"));
-            }
+            bad.add(|| format!("line {line_no}: not valid UTF-8"));
             continue;
         };
         let text = if line_no == 1 {
@@ -227,30 +377,14 @@ fn for_each_id(
             continue;
         }
         if !super::is_record_id(id) {
-            bad_total += 1;
-            if bad.len() < BAD_LINES_SHOWN {
-                bad.push(format!("line {line_no}: {id:?}"));
-            }
+            bad.add(|| format!("line {line_no}: {id:?}"));
             continue;
         }
-        if bad_total == 0 {
+        if !bad.any() {
             each(id)?;
         }
     }
-    if bad_total > 0 {
-        let more = bad_total - bad.len() as u64;
-        let tail = if more > 0 {
-            format!("\n  … and {more} more bad line(s)")
-        } else {
-            String::new()
-        };
-        return Err(UsageError(format!(
-            "{name}: {bad_total} bad line(s), nothing was queued (a record ID is {}):\n  {}{tail}",
-            super::RECORD_ID_RULE,
-            bad.join("\n  ")
-        ))
-        .into());
-    }
+    bad.into_result(name)?;
     Ok(line_no)
 }
 
@@ -267,7 +401,14 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 
 pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let template = template(&opts)?;
-    let (mut source, name, size) = match (&opts.ids, &opts.file) {
+    let format = match &opts.csv {
+        Some(_) => Format::Csv {
+            module: template.module.clone(),
+            id_column: opts.id_column.clone(),
+        },
+        None => Format::Lines,
+    };
+    let (mut source, name, size) = match (&opts.ids, opts.file.as_ref().or(opts.csv.as_ref())) {
         (Some(ids), _) => (
             Source::Ids(ids.clone()),
             "--ids".to_string(),
@@ -282,7 +423,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
             let size = open_input(path)?.metadata().map(|m| m.len()).unwrap_or(0);
             (Source::File(path.clone()), path.display().to_string(), size)
         }
-        (None, None) => return Err(UsageError("give --ids or --file".into()).into()),
+        (None, None) => return Err(UsageError("give --ids, --file or --csv".into()).into()),
     };
 
     // Pass 1: validate everything before queueing anything.
@@ -291,8 +432,9 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let checked = match &mut source {
         Source::Stdin(spool) => {
             let mut out = std::io::BufWriter::new(spool.as_file_mut());
-            let r = for_each_id(
+            let r = for_each_input_id(
                 std::io::stdin().lock(),
+                &format,
                 &name,
                 &progress,
                 Some(&mut out),
@@ -304,7 +446,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
             out.flush()?;
             r
         }
-        other => for_each_id(other.open()?, &name, &progress, None, |_| {
+        other => for_each_input_id(other.open()?, &format, &name, &progress, None, |_| {
             seen += 1;
             Ok(())
         }),
@@ -326,17 +468,24 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let reader_progress = progress.clone();
     let read_task = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
         let mut chunk = IdChunk::with_capacity(CHUNK_IDS);
-        let lines = for_each_id(reader, &reader_name, &reader_progress, None, |id| {
-            chunk.push(id);
-            if chunk.len() == CHUNK_IDS {
-                tx.blocking_send(std::mem::replace(
-                    &mut chunk,
-                    IdChunk::with_capacity(CHUNK_IDS),
-                ))
-                .map_err(|_| anyhow::anyhow!("the writer stopped"))?;
-            }
-            Ok(())
-        })?;
+        let lines = for_each_input_id(
+            reader,
+            &format,
+            &reader_name,
+            &reader_progress,
+            None,
+            |id| {
+                chunk.push(id);
+                if chunk.len() == CHUNK_IDS {
+                    tx.blocking_send(std::mem::replace(
+                        &mut chunk,
+                        IdChunk::with_capacity(CHUNK_IDS),
+                    ))
+                    .map_err(|_| anyhow::anyhow!("the writer stopped"))?;
+                }
+                Ok(())
+            },
+        )?;
         if !chunk.is_empty() {
             tx.blocking_send(chunk)
                 .map_err(|_| anyhow::anyhow!("the writer stopped"))?;

@@ -7,6 +7,7 @@ mod cancel;
 mod check;
 mod demo;
 mod enqueue;
+mod export_csv;
 mod jobs;
 mod mass_delete;
 mod migrate;
