@@ -66,44 +66,9 @@ pub async fn run(config: Config, mode: RunMode, opts: Opts) -> anyhow::Result<Ex
         spawn_watchdog(settings.heartbeat.clone(), http_stop.clone());
     }
     let started_ms = crate::clock::now_ms();
-    let started = std::time::Instant::now();
-    let progress = match mode {
-        RunMode::Drain => Some(
-            super::progress::Progress::start(
-                &store,
-                Duration::from_millis(config.log.progress_interval_ms),
-                std::io::stderr().is_terminal(),
-            )
-            .await,
-        ),
-        RunMode::Serve => None,
-    };
-    let summary = worker::run_with_lease(
-        store.clone(),
-        client.clone(),
-        settings.clone(),
-        mode,
-        shutdown,
-        lease,
-    )
-    .await;
-    if let Some(progress) = progress {
-        progress.finish();
-    }
-    let summary = summary?;
+    let summary = run_worker(&config, &store, client, settings, mode, shutdown, lease).await?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     http_stop.cancel();
-    if mode == RunMode::Drain {
-        let report = super::progress::RunReport::read(
-            &store,
-            started_ms,
-            client.calls_made(),
-            &settings,
-            started.elapsed(),
-        )
-        .await?;
-        report.print(super::progress::meaning);
-    }
     let failed_this_run = match summary.reason {
         StopReason::Drained => {
             store
@@ -118,6 +83,54 @@ pub async fn run(config: Config, mode: RunMode, opts: Opts) -> anyhow::Result<Ex
         failed_this_run,
         &config,
     )))
+}
+
+/// Run the worker. A drain shows its progress meanwhile (a bar on a
+/// terminal, a log line every `log.progress_interval_ms` off one) and
+/// prints what this run did when it ends.
+async fn run_worker(
+    config: &Config,
+    store: &Store,
+    client: Arc<crate::zoho::ZohoClient>,
+    settings: WorkerSettings,
+    mode: RunMode,
+    shutdown: CancellationToken,
+    lease: crate::store::DaemonLease,
+) -> anyhow::Result<worker::RunSummary> {
+    if mode == RunMode::Serve {
+        return Ok(
+            worker::run_with_lease(store.clone(), client, settings, mode, shutdown, lease).await?,
+        );
+    }
+    let started_ms = crate::clock::now_ms();
+    let started = std::time::Instant::now();
+    let progress = super::progress::Progress::start(
+        store,
+        Duration::from_millis(config.log.progress_interval_ms),
+        std::io::stderr().is_terminal(),
+    )
+    .await;
+    let summary = worker::run_with_lease(
+        store.clone(),
+        client.clone(),
+        settings.clone(),
+        mode,
+        shutdown,
+        lease,
+    )
+    .await;
+    progress.finish();
+    let summary = summary?;
+    super::progress::RunReport::read(
+        store,
+        started_ms,
+        client.calls_made(),
+        &settings,
+        started.elapsed(),
+    )
+    .await?
+    .print(super::progress::meaning);
+    Ok(summary)
 }
 
 /// The exit status for why the worker stopped (saying why on stderr), per

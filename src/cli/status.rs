@@ -154,19 +154,29 @@ fn print_counts(report: &StatusReport) {
         let rate = finished as f64 / window_s;
         total_rate += rate;
         let mut cells: Vec<String> = counts.iter().map(i64::to_string).collect();
-        cells.extend(rate_and_eta(rate, counts[0] + counts[1]));
+        cells.extend(rate_and_eta(rate, live(counts)));
         println!("{}", table_line(module, operation, &cells));
         for (t, c) in totals.iter_mut().zip(counts) {
             *t += c;
         }
     }
     let mut cells: Vec<String> = totals.iter().map(i64::to_string).collect();
-    cells.extend(rate_and_eta(total_rate, totals[0] + totals[1]));
+    cells.extend(rate_and_eta(total_rate, live(&totals)));
     println!("{}", table_line("total", "", &cells));
     println!(
         "(IDs/s: succeeded or failed per second since {}; ETA: pending and running at that rate)",
         time_of(report.rates_since)
     );
+}
+
+/// Pending and running rows of a counts row (a cell per [`RequestState::ALL`]).
+fn live(counts: &[i64; 5]) -> i64 {
+    RequestState::ALL
+        .iter()
+        .zip(counts)
+        .filter(|(state, _)| !state.is_terminal())
+        .map(|(_, n)| n)
+        .sum()
 }
 
 /// A lane's rate and its time left at that rate (`-` when idle or done).
