@@ -28,6 +28,7 @@ async fn read_only_commands_in_an_empty_directory_create_no_database() {
         &["status"][..],
         &["status", "--json"],
         &["outcomes"],
+        &["selections"],
         &["jobs"],
         &["check"],
         &["retry", "--yes"],

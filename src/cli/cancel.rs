@@ -9,10 +9,14 @@ use crate::config::Config;
 use crate::store::{OutcomeFilter, RequestState};
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).multiple(true))]
 pub struct Opts {
     /// Cancel pending requests of this module.
-    #[arg(long, value_parser = super::parse_module)]
-    module: String,
+    #[arg(long, group = "which", value_parser = super::parse_module)]
+    module: Option<String>,
+    /// Cancel the pending requests of this selection (`zdel selections`).
+    #[arg(long, group = "which", value_name = "N")]
+    selection: Option<i64>,
     /// Only these record IDs (comma-separated).
     #[arg(long, value_delimiter = ',')]
     ids: Option<Vec<String>>,
@@ -37,8 +41,9 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let store = super::open_existing_store(&config).await?;
     let filter = OutcomeFilter {
         state: Some(RequestState::Pending),
-        module: Some(opts.module.clone()),
+        module: opts.module.clone(),
         record_ids: opts.ids,
+        selection: opts.selection,
         ..OutcomeFilter::default()
     };
     let n = store.count_matching(&filter).await?;
@@ -46,11 +51,14 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         println!("no pending requests match: nothing to cancel");
         return Ok(ExitCode::SUCCESS);
     }
+    let of = match (&opts.module, opts.selection) {
+        (Some(m), Some(s)) => format!("{m} in selection {s}"),
+        (Some(m), None) => m.clone(),
+        (None, Some(s)) => format!("selection {s}"),
+        (None, None) => String::new(),
+    };
     super::confirm(
-        &format!(
-            "{n} pending request(s) of {} will be cancelled",
-            opts.module
-        ),
+        &format!("{n} pending request(s) of {of} will be cancelled"),
         opts.yes,
     )?;
     let cancelled = store.cancel(&filter, now_ms()).await?;

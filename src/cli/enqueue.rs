@@ -29,7 +29,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::UsageError;
 use crate::config::Config;
-use crate::store::{DelinkParent, IdChunk, Operation, RequestTemplate, Strategy};
+use crate::store::{
+    DelinkParent, IdChunk, NewSelection, Operation, RequestTemplate, SelectionMethod, Strategy,
+};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum OperationArg {
@@ -258,6 +260,36 @@ fn for_each_input_id(
     }
 }
 
+/// A reader that hashes what it reads (SHA-256: the selection's source hash).
+struct Hashing<R> {
+    inner: R,
+    hash: sha2::Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        sha2::Digest::update(&mut self.hash, &buf[..n]);
+        Ok(n)
+    }
+}
+
+impl<R> Hashing<R> {
+    fn new(inner: R) -> Hashing<R> {
+        Hashing {
+            inner,
+            hash: <sha2::Sha256 as sha2::Digest>::new(),
+        }
+    }
+
+    fn hex(self) -> String {
+        sha2::Digest::finalize(self.hash)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
 /// A reader that copies what it reads (stdin into its spool file).
 struct Tee<'a, R> {
     inner: R,
@@ -429,11 +461,12 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     // Pass 1: validate everything before queueing anything.
     let progress = bar(size, "checking");
     let mut seen = 0u64;
-    let checked = match &mut source {
+    let (checked, hash) = match &mut source {
         Source::Stdin(spool) => {
             let mut out = std::io::BufWriter::new(spool.as_file_mut());
+            let mut input = Hashing::new(std::io::stdin().lock());
             let r = for_each_input_id(
-                std::io::stdin().lock(),
+                &mut input,
                 &format,
                 &name,
                 &progress,
@@ -444,12 +477,16 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
                 },
             );
             out.flush()?;
-            r
+            (r, input.hex())
         }
-        other => for_each_input_id(other.open()?, &format, &name, &progress, None, |_| {
-            seen += 1;
-            Ok(())
-        }),
+        other => {
+            let mut input = Hashing::new(other.open()?);
+            let r = for_each_input_id(&mut input, &format, &name, &progress, None, |_| {
+                seen += 1;
+                Ok(())
+            });
+            (r, input.hex())
+        }
     };
     progress.finish_and_clear();
     checked?;
@@ -457,8 +494,26 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         return Err(UsageError(format!("{name}: no record IDs found; nothing was queued")).into());
     }
 
-    // Pass 2: insert in bounded transactions.
+    // Pass 2: insert in bounded transactions, as one selection.
     let store = super::open_store(&config).await?;
+    let selection = store
+        .begin_selection(
+            &NewSelection {
+                module: template.module.clone(),
+                operation: template.operation,
+                method: match (&source, &format) {
+                    (Source::Ids(_), _) => SelectionMethod::Ids,
+                    (_, Format::Csv { .. }) => SelectionMethod::Csv,
+                    (_, Format::Lines) => SelectionMethod::File,
+                },
+                source: Some(name.clone()),
+                source_hash: (!matches!(source, Source::Ids(_))).then_some(hash),
+                os_user: crate::store::this_user(),
+                host: crate::store::this_host(),
+            },
+            crate::clock::now_ms(),
+        )
+        .await?;
     let progress = bar(size.max(1), "queueing");
     // The reader thread gathers each chunk while the database inserts the
     // previous one.
@@ -493,7 +548,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         Ok(lines)
     });
     let (mut inserted, mut committed, mut in_tx) = (0u64, 0u64, 0u64);
-    let mut enqueuer = store.begin_enqueue().await?;
+    let mut enqueuer = store.begin_enqueue_into(Some(selection)).await?;
     let written: anyhow::Result<()> = async {
         while let Some(ids) = rx.recv().await {
             in_tx += ids.len() as u64;
@@ -502,7 +557,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
                 enqueuer.commit().await?;
                 committed = inserted;
                 in_tx = 0;
-                enqueuer = store.begin_enqueue().await?;
+                enqueuer = store.begin_enqueue_into(Some(selection)).await?;
             }
         }
         enqueuer.commit().await?;
@@ -519,17 +574,24 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     progress.finish_and_clear();
     // The writer's error says what happened; the reader then only saw it stop.
     if let Err(e) = written.and(read.map(|_| ())) {
+        // Best effort: the failure may be the database's own.
+        let _ = store
+            .finish_selection(selection, false, seen, committed, crate::clock::now_ms())
+            .await;
         return Err(e.context(format!(
-            "{committed} ID(s) were queued before this failure and stay queued; run the same command again to queue the rest (IDs already queued are skipped)"
+            "{committed} ID(s) were queued before this failure (selection {selection}) and stay queued; run the same command again to queue the rest (IDs already queued are skipped)"
         )));
     }
+    store
+        .finish_selection(selection, true, seen, inserted, crate::clock::now_ms())
+        .await?;
     store.close().await;
     let target = match &template.parent {
         Some(p) => format!("{} {} {}", template.module, p.record_id, p.related_list),
         None => template.module.clone(),
     };
     println!(
-        "queued {inserted} of {seen} ID(s) for {} {target}{}{}; {} skipped (repeated in the input or already queued)",
+        "queued {inserted} of {seen} ID(s) for {} {target}{}{}; {} skipped (repeated in the input or already queued); selection {selection}",
         template.operation.as_str(),
         if template.wf_trigger {
             ""

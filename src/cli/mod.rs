@@ -15,6 +15,7 @@ mod outcomes;
 mod progress;
 mod resume;
 mod retry;
+mod selections;
 mod serve;
 mod status;
 
@@ -61,6 +62,8 @@ pub enum Command {
     Status(status::Opts),
     /// One row per request with its outcome, as CSV or JSON lines.
     Outcomes(outcomes::Opts),
+    /// What was queued, how it was chosen, by whom and when.
+    Selections(selections::Opts),
     /// Put failed (or cancelled) requests back in the queue.
     Retry(retry::Opts),
     /// Cancel pending requests.
@@ -154,7 +157,7 @@ fn store_error(e: &anyhow::Error) -> Option<&crate::store::StoreError> {
 fn ends_quietly_on_a_closed_pipe(command: &Command) -> bool {
     matches!(
         command,
-        Command::Status(_) | Command::Outcomes(_) | Command::Jobs(_)
+        Command::Status(_) | Command::Outcomes(_) | Command::Jobs(_) | Command::Selections(_)
     )
 }
 
@@ -224,6 +227,7 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         Command::Drain(opts) => serve::run(config, crate::worker::RunMode::Drain, opts).await,
         Command::Status(opts) => status::run(config, opts).await,
         Command::Outcomes(opts) => outcomes::run(config, opts).await,
+        Command::Selections(opts) => selections::run(config, opts).await,
         Command::Retry(opts) => retry::run(config, opts).await,
         Command::Cancel(opts) => cancel::run(config, opts).await,
         Command::Resume(opts) => resume::run(config, opts).await,

@@ -36,6 +36,9 @@ pub struct Opts {
     /// Only rows with this outcome code.
     #[arg(long)]
     code: Option<String>,
+    /// Only rows queued by this selection (`zdel selections` lists them).
+    #[arg(long, value_name = "N")]
+    selection: Option<i64>,
     #[arg(long, value_enum, default_value = "csv")]
     format: Format,
 }
@@ -54,6 +57,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         module: opts.module,
         code: opts.code,
         record_ids: None,
+        selection: opts.selection,
     };
     let stdout = std::io::stdout().lock();
     let mut out = std::io::BufWriter::new(stdout);

@@ -26,6 +26,9 @@ pub struct Opts {
     /// Only rows that ended with this code (e.g. HTTP_503, RECORD_LOCKED).
     #[arg(long)]
     code: Option<String>,
+    /// Only rows queued by this selection (`zdel selections`).
+    #[arg(long, value_name = "N")]
+    selection: Option<i64>,
     /// Do not ask for confirmation.
     #[arg(long)]
     yes: bool,
@@ -42,6 +45,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         module: opts.module,
         code: opts.code,
         record_ids: None,
+        selection: opts.selection,
     };
     let n = store.count_matching(&filter).await?;
     if n == 0 {

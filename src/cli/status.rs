@@ -198,7 +198,7 @@ fn rate_and_eta(rate: f64, left: i64) -> [String; 2] {
 }
 
 /// An epoch-ms time as UTC, to the second (RFC 3339).
-fn time_of(ms: i64) -> String {
+pub(super) fn time_of(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }

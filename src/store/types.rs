@@ -599,10 +599,67 @@ pub struct OutcomeRow {
     pub finished_at: Option<i64>,
 }
 
+/// How a selection chose its IDs (`selections.method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectionMethod {
+    /// `zdel enqueue --ids`.
+    Ids,
+    /// `zdel enqueue --file` (or stdin).
+    File,
+    /// `zdel enqueue --csv`: a Zoho export.
+    Csv,
+}
+
+impl SelectionMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SelectionMethod::Ids => "ids",
+            SelectionMethod::File => "file",
+            SelectionMethod::Csv => "csv",
+        }
+    }
+}
+
+/// A selection about to be queued.
+#[derive(Debug, Clone)]
+pub struct NewSelection {
+    pub module: String,
+    pub operation: Operation,
+    pub method: SelectionMethod,
+    /// The file's name (`stdin` for standard input), the query, the view.
+    pub source: Option<String>,
+    /// The SHA-256 of the file read, in hex.
+    pub source_hash: Option<String>,
+    pub os_user: String,
+    pub host: String,
+}
+
+/// One row of `zdel selections`.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SelectionRow {
+    pub id: i64,
+    pub module: String,
+    pub operation: String,
+    pub method: String,
+    pub source: Option<String>,
+    pub source_hash: Option<String>,
+    /// `queueing`, `complete` or `interrupted`.
+    pub state: String,
+    pub ids_found: i64,
+    pub ids_queued: i64,
+    pub os_user: String,
+    pub host: String,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
+
 /// Which rows `outcomes`, `retry` and `cancel` touch. `None` means any.
 #[derive(Debug, Clone, Default)]
 pub struct OutcomeFilter {
     pub state: Option<RequestState>,
+    /// Rows queued by this selection (`zdel selections`).
+    pub selection: Option<i64>,
     pub module: Option<String>,
     pub code: Option<String>,
     pub record_ids: Option<Vec<String>>,
@@ -700,16 +757,32 @@ pub struct DaemonHolder {
     pub expires_at: i64,
 }
 
+/// This machine's host name (`unknown-host` if it cannot be read).
+pub fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".into())
+}
+
+/// Who runs this process: `$USER` (or `$LOGNAME`), else the numeric uid.
+pub fn this_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            // SAFETY: getuid has no preconditions and cannot fail.
+            format!("uid {}", unsafe { libc::getuid() })
+        })
+}
+
 impl DaemonHolder {
     /// This process, about to work as `command`, at `now_ms`.
     pub fn this_process(owner: &str, command: &str, now_ms: i64) -> DaemonHolder {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "unknown-host".into());
         DaemonHolder {
             owner: owner.to_string(),
-            host,
+            host: this_host(),
             pid: i64::from(std::process::id()),
             command: command.to_string(),
             since: now_ms,

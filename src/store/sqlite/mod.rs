@@ -14,6 +14,7 @@ mod daemon;
 mod jobs;
 mod queue;
 mod report;
+mod selections;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -60,6 +60,8 @@ impl IdChunk {
 /// An open enqueue transaction: everything added commits together or not at all.
 pub struct Enqueuer {
     tx: super::WriteTx,
+    /// The selection the rows belong to (`None`: none recorded).
+    selection: Option<i64>,
     /// created_at / updated_at of every row added (epoch ms): given, not
     /// left to the column default, which computes julianday() per row.
     now_ms: i64,
@@ -103,9 +105,9 @@ impl Enqueuer {
         let result = sqlx::query(
             "INSERT INTO deletion_requests
                  (operation, module, record_id, related_list, related_id, wf_trigger, strategy,
-                  created_at, updated_at)
+                  created_at, updated_at, selection_id)
              SELECT ?1, ?2, coalesce(?3, value), ?4, CASE WHEN ?3 IS NULL THEN NULL ELSE value END,
-                    ?5, ?6, ?8, ?8
+                    ?5, ?6, ?8, ?8, ?9
              FROM json_each(?7) WHERE true
              ON CONFLICT DO NOTHING",
         )
@@ -117,6 +119,7 @@ impl Enqueuer {
         .bind(template.strategy.as_str())
         .bind(ids.finish())
         .bind(self.now_ms)
+        .bind(self.selection)
         .execute(&mut *self.tx)
         .await?;
         super::counts::count_inserted(&mut self.tx, template, result.rows_affected()).await?;
@@ -143,12 +146,19 @@ struct LaneRow {
 impl Store {
     /// Start an all-or-nothing enqueue.
     pub async fn begin_enqueue(&self) -> Result<Enqueuer, StoreError> {
+        self.begin_enqueue_into(None).await
+    }
+
+    /// [`Store::begin_enqueue`], the rows belonging to `selection`
+    /// ([`Store::begin_selection`]).
+    pub async fn begin_enqueue_into(&self, selection: Option<i64>) -> Result<Enqueuer, StoreError> {
         let mut tx = self.begin_write().await?;
         // Rows inserted by plain SQL since the last fold are counted first,
         // so the mark can move past this enqueue's rows at commit.
         super::counts::fold_in(&mut tx).await?;
         Ok(Enqueuer {
             tx,
+            selection,
             now_ms: crate::clock::now_ms(),
         })
     }

@@ -13,18 +13,19 @@ const RATE_WINDOW_MS: i64 = 5 * 60_000;
 
 /// The rows an [`OutcomeFilter`] matches, as a SQL condition over
 /// `?1` state, `?2` module, `?3` outcome code, `?4` record IDs (a JSON
-/// array); bound by [`bind_filter`].
+/// array), `?5` selection; bound by [`bind_filter`].
 macro_rules! outcome_filter {
     () => {
         "(?1 IS NULL OR state = ?1) AND (?2 IS NULL OR module = ?2)
          AND (?3 IS NULL OR outcome_code = ?3)
-         AND (?4 IS NULL OR record_id IN (SELECT value FROM json_each(?4)))"
+         AND (?4 IS NULL OR record_id IN (SELECT value FROM json_each(?4)))
+         AND (?5 IS NULL OR selection_id = ?5)"
     };
 }
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 
-/// Bind `?1`–`?4` of [`outcome_filter!`].
+/// Bind `?1`–`?5` of [`outcome_filter!`].
 fn bind_filter<'q>(
     query: SqliteQuery<'q>,
     filter: &OutcomeFilter,
@@ -39,7 +40,8 @@ fn bind_filter<'q>(
         .bind(filter.state.map(RequestState::as_str))
         .bind(filter.module.clone())
         .bind(filter.code.clone())
-        .bind(ids))
+        .bind(ids)
+        .bind(filter.selection))
 }
 
 impl Store {
@@ -227,7 +229,7 @@ impl Store {
             "UPDATE OR IGNORE deletion_requests
              SET state = 'pending', attempts = 0, next_attempt_at = 0, finished_at = NULL,
                  outcome_code = NULL, outcome_message = NULL, http_status = NULL,
-                 updated_at = ?5
+                 updated_at = ?6
              WHERE state IN ('failed', 'cancelled') AND ",
             outcome_filter!()
         ));
@@ -241,7 +243,7 @@ impl Store {
         let query = sqlx::query(concat!(
             "UPDATE deletion_requests
              SET state = 'cancelled', outcome_code = 'CANCELLED',
-                 outcome_message = 'cancelled by an operator', finished_at = ?5, updated_at = ?5
+                 outcome_message = 'cancelled by an operator', finished_at = ?6, updated_at = ?6
              WHERE state = 'pending' AND ",
             outcome_filter!()
         ));
