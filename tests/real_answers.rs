@@ -388,24 +388,7 @@ async fn the_sandbox_takes_what_zoho_takes_one_record_paths_and_python_s_true() 
     env.sb().add_records("Leads", &all);
     let http = reqwest::Client::new();
     let base = env.sandbox.url();
-    let token: serde_json::Value = http
-        .post(format!("{base}/oauth/v2/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", zdel::sandbox::CLIENT_ID),
-            ("client_secret", zdel::sandbox::CLIENT_SECRET),
-            ("refresh_token", zdel::sandbox::REFRESH_TOKEN),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let auth = format!(
-        "Zoho-oauthtoken {}",
-        token["access_token"].as_str().unwrap()
-    );
+    let auth = format!("Zoho-oauthtoken {}", env.access_token().await);
     // `DELETE /{module}/{id}` with the Python SDK's `wf_trigger=True`.
     let one: serde_json::Value = http
         .delete(format!("{base}/crm/v8/Leads/{}?wf_trigger=True", all[0]))

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 mod api;
+pub mod coql;
 
 /// Zoho's limit of IDs per DELETE call.
 pub const MAX_IDS_PER_CALL: usize = 100;
@@ -212,6 +213,16 @@ struct Inner {
     missing_scopes: HashSet<String>,
     /// How many ALREADY_SCHEDULED answers ID-list mass deletes got.
     id_path_busy_answers: u64,
+    /// module → record → its fields, for COQL (`add_records_with_fields`).
+    fields: HashMap<String, HashMap<String, HashMap<String, String>>>,
+    /// module → its records' ids in numeric order, for COQL's `order by id`
+    /// and keyset paging. A superset: ids deleted since stay here and are
+    /// skipped when not in `records`.
+    ordered: HashMap<String, std::collections::BTreeSet<u64>>,
+    /// module → the field names its records have.
+    module_fields: HashMap<String, HashSet<String>>,
+    /// Credits the current call costs beyond the first (COQL by its LIMIT).
+    extra_credits: u64,
 }
 
 /// What a mass-delete status poll answers, when not the job's status.
@@ -305,11 +316,55 @@ impl Sandbox {
     pub fn add_records<S: AsRef<str>>(&self, module: &str, ids: impl IntoIterator<Item = S>) {
         let mut inner = self.lock();
         inner.modules.insert(module.to_string());
-        let set = inner.records.entry(module.to_string()).or_default();
-        set.extend(ids.into_iter().map(|s| s.as_ref().to_string()));
+        let ids: Vec<String> = ids.into_iter().map(|s| s.as_ref().to_string()).collect();
+        inner
+            .ordered
+            .entry(module.to_string())
+            .or_default()
+            .extend(ids.iter().filter_map(|id| id.parse::<u64>().ok()));
+        inner
+            .records
+            .entry(module.to_string())
+            .or_default()
+            .extend(ids);
     }
 
     /// Whether `id` still exists in `module`.
+    /// Make these records exist in `module`, each with its fields
+    /// (`Lead_Status`, `Created_Time`, `Email`, …), for COQL to select by.
+    pub fn add_records_with_fields(
+        &self,
+        module: &str,
+        records: impl IntoIterator<Item = (String, HashMap<String, String>)>,
+    ) {
+        let mut inner = self.lock();
+        inner.modules.insert(module.to_string());
+        for (id, fields) in records {
+            inner
+                .module_fields
+                .entry(module.to_string())
+                .or_default()
+                .extend(fields.keys().cloned());
+            inner
+                .records
+                .entry(module.to_string())
+                .or_default()
+                .insert(id.clone());
+            if let Ok(n) = id.parse::<u64>() {
+                inner
+                    .ordered
+                    .entry(module.to_string())
+                    .or_default()
+                    .insert(n);
+            }
+            inner
+                .fields
+                .entry(module.to_string())
+                .or_default()
+                .insert(id, fields);
+        }
+    }
+
     pub fn has_record(&self, module: &str, id: &str) -> bool {
         self.lock()
             .records

@@ -259,6 +259,28 @@ impl TestEnv {
     }
 }
 
+impl TestEnv {
+    /// An access token from the sandbox, fetched as any client would, for
+    /// tests that call its API by hand.
+    pub async fn access_token(&self) -> String {
+        let answer: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/oauth/v2/token", self.sandbox.url()))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", zdel::sandbox::CLIENT_ID),
+                ("client_secret", zdel::sandbox::CLIENT_SECRET),
+                ("refresh_token", zdel::sandbox::REFRESH_TOKEN),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["access_token"].as_str().unwrap().to_string()
+    }
+}
+
 /// The custom view the mass-delete tests queue jobs for.
 pub const CVID: &str = "3652397000000538003";
 
