@@ -137,8 +137,10 @@ async fn a_token_rejected_right_after_a_refresh_pauses_all_work_and_fails_nothin
         (PAUSE_ALL, "INVALID_TOKEN")
     );
     let stats = env.sb().stats();
-    // Each call slot: one call, one refresh, one repeat; then the pause holds.
-    assert!(stats.calls <= 10, "{} calls", stats.calls);
+    // Each call slot (limits.max_concurrency = 8): one call, one refresh,
+    // one repeat; then the pause holds. How many slots are in flight before
+    // the pause lands depends on the machine's load (14 seen under load).
+    assert!(stats.calls <= 2 * 8, "{} calls", stats.calls);
     assert!(
         stats.token_requests <= 6,
         "{} token requests",
