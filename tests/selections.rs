@@ -90,7 +90,11 @@ async fn each_enqueue_is_a_selection_its_rows_can_be_picked_by() {
     assert_eq!(rows[3]["source"], file_arg);
     assert_eq!(rows[3]["source_hash"], sha256_hex(lines.as_bytes()));
     assert_eq!(rows[1]["source_hash"], sha256_hex(csv_text.as_bytes()));
-    assert!(rows[2]["source_hash"].is_null());
+    // --ids: the hash of the list, one ID per line.
+    assert_eq!(
+        rows[2]["source_hash"],
+        sha256_hex(ids(20, 3).join("\n").as_bytes())
+    );
     assert_eq!(rows[0]["os_user"], "erasure-bot");
     assert_eq!(rows[0]["module"], "Leads");
     let (_, table, _) = zdel(&env, &["selections"]);

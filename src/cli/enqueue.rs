@@ -12,13 +12,18 @@
 //!    exit status 2, and nothing queued.
 //! 2. **insert** in transactions of [`COMMIT_IDS`] IDs, so a 5-million-line
 //!    file never holds SQLite's write lock for long (the daemon keeps
-//!    deleting meanwhile) and the WAL stays small.
+//!    deleting meanwhile) and the WAL stays small. The rows are *staged*:
+//!    no worker claims them until every ID is in; then the selection is
+//!    marked complete and released, [`RELEASE_ROWS`] rows a transaction.
 //!
-//! If pass 2 is interrupted (a crash, a full disk), what was committed stays
-//! queued and the command says so: running the same command again finishes
-//! the job, because IDs already pending or running are skipped. A UTF-8 BOM,
-//! CRLF line endings, blank lines and `#` comments are accepted. IDs already
-//! queued (including repeats within the input) are skipped and counted.
+//! If pass 2 is interrupted (Ctrl-C, SIGTERM, a crash, a full disk), what
+//! was committed stays staged, none of it claimable, and the command says
+//! so: running the same command again (same input, by SHA-256, and the same
+//! options) resumes the selection, skipping the IDs it already holds;
+//! `zdel cancel --selection N` drops it. A UTF-8 BOM, CRLF line endings,
+//! blank lines and `#` comments are accepted. IDs already queued (including
+//! repeats within the input) are skipped and counted, and so are IDs zdel
+//! already deleted ("already deleted on DATE"), unless `--again`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -30,7 +35,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::UsageError;
 use crate::config::Config;
 use crate::store::{
-    DelinkParent, IdChunk, NewSelection, Operation, RequestTemplate, SelectionMethod, Strategy,
+    Added, DelinkParent, IdChunk, NewSelection, Operation, RequestTemplate, SelectionMethod,
+    Strategy,
 };
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -88,6 +94,10 @@ pub struct Opts {
     /// For delete: how to send them (default: the config's zoho.delete_strategy).
     #[arg(long, value_enum)]
     strategy: Option<StrategyArg>,
+    /// Queue IDs zdel already deleted too (normally skipped and counted as
+    /// "already deleted": Zoho would answer that the record is gone).
+    #[arg(long)]
+    again: bool,
 }
 
 /// Check the options fit together and build what every queued ID shares.
@@ -494,26 +504,45 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         return Err(UsageError(format!("{name}: no record IDs found; nothing was queued")).into());
     }
 
-    // Pass 2: insert in bounded transactions, as one selection.
+    // Pass 2: insert in bounded transactions, staged, as one selection;
+    // then release it.
     let store = super::open_store(&config).await?;
-    let selection = store
-        .begin_selection(
-            &NewSelection {
-                module: template.module.clone(),
-                operation: template.operation,
-                method: match (&source, &format) {
-                    (Source::Ids(_), _) => SelectionMethod::Ids,
-                    (_, Format::Csv { .. }) => SelectionMethod::Csv,
-                    (_, Format::Lines) => SelectionMethod::File,
-                },
-                source: Some(name.clone()),
-                source_hash: (!matches!(source, Source::Ids(_))).then_some(hash),
-                os_user: crate::store::this_user(),
-                host: crate::store::this_host(),
-            },
-            crate::clock::now_ms(),
-        )
-        .await?;
+    let wanted = NewSelection {
+        module: template.module.clone(),
+        operation: template.operation,
+        method: match (&source, &format) {
+            (Source::Ids(_), _) => SelectionMethod::Ids,
+            (_, Format::Csv { .. }) => SelectionMethod::Csv,
+            (_, Format::Lines) => SelectionMethod::File,
+        },
+        source: Some(name.clone()),
+        source_hash: Some(hash),
+        shape: Some(template.shape()),
+        wf_trigger: template.wf_trigger,
+        strategy: template.strategy,
+        os_user: crate::store::this_user(),
+        host: crate::store::this_host(),
+    };
+    let (selection, resumed) = match store.unfinished_selection(&wanted).await? {
+        Some(earlier) => {
+            store.resume_selection(earlier.id).await?;
+            eprintln!(
+                "resuming selection {} (started {} by {}@{}, {}): IDs it already staged are kept",
+                earlier.id,
+                super::status::time_of(earlier.created_at),
+                earlier.os_user,
+                earlier.host,
+                earlier.state
+            );
+            (earlier.id, true)
+        }
+        None => (
+            store
+                .begin_selection(&wanted, crate::clock::now_ms())
+                .await?,
+            false,
+        ),
+    };
     let progress = bar(size.max(1), "queueing");
     // The reader thread gathers each chunk while the database inserts the
     // previous one.
@@ -547,24 +576,43 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         }
         Ok(lines)
     });
-    let (mut inserted, mut committed, mut in_tx) = (0u64, 0u64, 0u64);
-    let mut enqueuer = store.begin_enqueue_into(Some(selection)).await?;
-    let written: anyhow::Result<()> = async {
+    // An input that fits in one transaction goes in whole or not at all:
+    // its rows need no staging. A bigger one is staged, and so is a resumed
+    // one (its earlier run staged what it committed).
+    let staging = seen > COMMIT_IDS || resumed;
+    let mut added = Added::default();
+    let written = async {
+        let mut in_tx = 0u64;
+        let mut enqueuer = store
+            .begin_enqueue_into(selection, staging, opts.again)
+            .await?;
         while let Some(ids) = rx.recv().await {
             in_tx += ids.len() as u64;
-            inserted += enqueuer.add_chunk(&template, ids).await?;
-            if in_tx >= COMMIT_IDS {
+            added.absorb(enqueuer.add_chunk(&template, ids).await?);
+            if staging && in_tx >= COMMIT_IDS {
                 enqueuer.commit().await?;
-                committed = inserted;
                 in_tx = 0;
-                enqueuer = store.begin_enqueue_into(Some(selection)).await?;
+                enqueuer = store
+                    .begin_enqueue_into(selection, staging, opts.again)
+                    .await?;
             }
         }
-        enqueuer.commit().await?;
-        committed = inserted;
-        Ok(())
-    }
-    .await;
+        if staging {
+            enqueuer.commit().await?;
+            anyhow::Ok(None)
+        } else {
+            let queued = enqueuer
+                .commit_complete(seen, added.already_deleted, crate::clock::now_ms())
+                .await?;
+            anyhow::Ok(Some(queued))
+        }
+    };
+    // Ctrl-C or SIGTERM stops the insert: the transaction in progress rolls
+    // back, what was committed stays staged.
+    let written = tokio::select! {
+        written = written => Some(written),
+        () = super::serve::wait_for_signal() => None,
+    };
     // A failed write leaves the reader blocked on a full channel: closing
     // our end lets it stop at once instead of waiting for us forever.
     drop(rx);
@@ -572,26 +620,66 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|e| anyhow::anyhow!("reader failed: {e}"))?;
     progress.finish_and_clear();
+    let now = crate::clock::now_ms();
+    let Some(written) = written else {
+        let staged = store
+            .finish_selection(selection, false, seen, added.already_deleted, now)
+            .await?;
+        store.close().await;
+        if staged == 0 {
+            eprintln!(
+                "zdel: interrupted: nothing of selection {selection} was queued; run the same command again"
+            );
+        } else {
+            eprintln!(
+                "zdel: interrupted: {staged} ID(s) of selection {selection} are staged and none is claimable; \
+                 run the same command again to finish it (what is staged is kept), \
+                 or `zdel cancel --selection {selection}` to drop them"
+            );
+        }
+        return Ok(ExitCode::from(super::exit::INTERRUPTED));
+    };
     // The writer's error says what happened; the reader then only saw it stop.
-    if let Err(e) = written.and(read.map(|_| ())) {
-        // Best effort: the failure may be the database's own.
-        let _ = store
-            .finish_selection(selection, false, seen, committed, crate::clock::now_ms())
-            .await;
-        return Err(e.context(format!(
-            "{committed} ID(s) were queued before this failure (selection {selection}) and stay queued; run the same command again to queue the rest (IDs already queued are skipped)"
-        )));
-    }
-    store
-        .finish_selection(selection, true, seen, inserted, crate::clock::now_ms())
-        .await?;
-    store.close().await;
+    let written = match (written, read) {
+        (Ok(queued), Ok(_)) => queued,
+        (Err(e), _) | (Ok(_), Err(e)) => {
+            // Best effort: the failure may be the database's own.
+            let staged = store
+                .finish_selection(selection, false, seen, added.already_deleted, now)
+                .await
+                .map_or(String::from("what was committed"), |n| format!("{n} ID(s)"));
+            return Err(e.context(if staging {
+                format!(
+                    "{staged} of selection {selection} stay staged, none claimable; run the same command again to finish it, or `zdel cancel --selection {selection}` to drop them"
+                )
+            } else {
+                format!("nothing of selection {selection} was queued; run the same command again")
+            }));
+        }
+    };
+    let (queued, released) = match written {
+        Some(queued) => (queued, Some(queued)),
+        None => {
+            let queued = store
+                .finish_selection(selection, true, seen, added.already_deleted, now)
+                .await?;
+            (queued, release(&store, selection, queued).await?)
+        }
+    };
     let target = match &template.parent {
         Some(p) => format!("{} {} {}", template.module, p.record_id, p.related_list),
         None => template.module.clone(),
     };
+    let deleted = match added.deleted_between {
+        Some((first, last)) if added.already_deleted > 0 => format!(
+            ", {} already deleted by zdel {} (--again sends them again)",
+            added.already_deleted,
+            on_dates(first, last)
+        ),
+        _ => String::new(),
+    };
     println!(
-        "queued {inserted} of {seen} ID(s) for {} {target}{}{}; {} skipped (repeated in the input or already queued); selection {selection}",
+        "queued {queued} of {seen} ID(s) for {} {target}{}{}; {} skipped (repeated in the input or already queued){deleted}; selection {selection}{}",
         template.operation.as_str(),
         if template.wf_trigger {
             ""
@@ -603,9 +691,91 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         } else {
             ""
         },
-        seen - inserted
+        seen.saturating_sub(queued + added.already_deleted),
+        if resumed { " (resumed)" } else { "" },
     );
-    Ok(ExitCode::SUCCESS)
+    let code = match released {
+        Some(_) => ExitCode::SUCCESS,
+        None => {
+            eprintln!(
+                "zdel: interrupted while releasing selection {selection}: every ID is in; \
+                 the next zdel serve or drain releases the rest"
+            );
+            ExitCode::from(super::exit::INTERRUPTED)
+        }
+    };
+    note_unfinished(&store, selection).await;
+    store.close().await;
+    Ok(code)
+}
+
+/// Rowids walked per release transaction: a fraction of a second of the
+/// write lock (bench/RESULTS.md), so a daemon beside it keeps working.
+const RELEASE_ROWS: u32 = 50_000;
+
+/// Make the complete selection's `queued` staged rows claimable, in
+/// bounded transactions. `None` if a signal stopped it part-way (the
+/// daemon's maintenance releases the rest).
+async fn release(
+    store: &crate::store::Store,
+    selection: i64,
+    queued: u64,
+) -> anyhow::Result<Option<u64>> {
+    let progress = ProgressBar::with_draw_target(Some(queued), ProgressDrawTarget::stderr());
+    progress.set_style(
+        ProgressStyle::with_template("releasing {bar:40} {pos}/{len} ({per_sec}, {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let releasing = async {
+        let mut released = 0u64;
+        loop {
+            let step = store.release_selection(selection, RELEASE_ROWS).await?;
+            released += step.rows;
+            progress.inc(step.rows);
+            if step.done {
+                return anyhow::Ok(released);
+            }
+        }
+    };
+    let released = tokio::select! {
+        released = releasing => Some(released?),
+        () = super::serve::wait_for_signal() => None,
+    };
+    progress.finish_and_clear();
+    Ok(released)
+}
+
+/// "on DATE", or "between DATE and DATE".
+fn on_dates(first: i64, last: i64) -> String {
+    let (first, last) = (super::status::time_of(first), super::status::time_of(last));
+    if first[..10] == last[..10] {
+        format!("on {}", &first[..10])
+    } else {
+        format!("between {} and {}", &first[..10], &last[..10])
+    }
+}
+
+/// Other selections whose rows sit staged (an interrupted enqueue): IDs of
+/// this input they hold were counted as already queued, and none of them
+/// runs until that selection is finished or cancelled. Said on stderr.
+async fn note_unfinished(store: &crate::store::Store, this: i64) {
+    let Ok(staged) = store.staged_counts().await else {
+        return;
+    };
+    for s in staged
+        .iter()
+        .filter(|s| s.selection != this && s.selection_state != "complete")
+    {
+        let id = s.selection;
+        eprintln!(
+            "note: selection {id} ({}) holds {} staged ID(s) of {} {} that no worker takes: \
+             rerun its command to finish it, or `zdel cancel --selection {id}`",
+            s.selection_state,
+            s.count,
+            s.operation.as_str(),
+            s.module
+        );
+    }
 }
 
 fn open_input(path: &PathBuf) -> anyhow::Result<std::fs::File> {

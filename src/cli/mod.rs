@@ -107,6 +107,10 @@ pub mod exit {
     /// `serve`, `drain`: another zdel works on this database (named in the
     /// message), or took it over from this one.
     pub const HELD: u8 = 7;
+    /// `enqueue`: stopped by Ctrl-C or SIGTERM before every ID was in:
+    /// what went in is staged, none of it claimable; run the same command
+    /// again to finish, or `zdel cancel --selection N` to drop it.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// The exit-status table, as `zdel --help` prints it.
@@ -118,7 +122,8 @@ pub const EXIT_HELP: &str = "Exit status:
   4  drain: the daily deletion cap or the credit limit is reached with work left
   5  drain: mass-delete jobs are uncertain; an operator must decide (zdel jobs)
   6  drain: everything ran, but rows failed during this run (zdel outcomes --state failed)
-  7  serve, drain: another zdel works on this database (the message names it)";
+  7  serve, drain: another zdel works on this database (the message names it)
+130  enqueue: interrupted before every ID was in; none is claimable (run it again, or zdel cancel --selection N)";
 
 /// An error's message and its causes, each said once: a cause whose text
 /// the message already holds (sqlx repeats SQLite's, thiserror wrappers

@@ -301,7 +301,7 @@ pub fn spawn_signal_listener(shutdown: CancellationToken, health: Option<Arc<Hea
 }
 
 #[cfg(unix)]
-async fn wait_for_signal() {
+pub(super) async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
@@ -317,6 +317,6 @@ async fn wait_for_signal() {
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() {
+pub(super) async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }

@@ -241,6 +241,22 @@ credits: zdel spent {} in the last 24 hours ({cap})",
 }
 
 fn print_waiting(report: &StatusReport) {
+    for staged in &report.staged {
+        let id = staged.selection;
+        let why = match staged.selection_state.as_str() {
+            "complete" => "all in, being released".to_string(),
+            "queueing" => "its IDs are going in".to_string(),
+            other => {
+                format!("{other}: rerun its command to finish it, or zdel cancel --selection {id}")
+            }
+        };
+        println!(
+            "\n{} pending request(s) of {} {} are staged, not claimable yet: selection {id} ({why})",
+            staged.count,
+            staged.operation.as_str(),
+            staged.module
+        );
+    }
     if report.waiting_to_retry > 0 {
         println!(
             "\n{} pending request(s) are waiting out a retry delay",

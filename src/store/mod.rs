@@ -8,11 +8,16 @@
 //! HTTP layer use, and their signatures carry only the domain types of
 //! [`types`] (re-exported here) — no database type, no wire encoding:
 //!
+//! * selections: [`Store::begin_selection`], [`Store::begin_enqueue_into`]
+//!   (staged rows), [`Store::finish_selection`], [`Store::release_selection`],
+//!   [`Store::release_completed`], [`Store::unfinished_selection`],
+//!   [`Store::resume_selection`], [`Store::staged_counts`],
+//!   [`Store::selections`];
 //! * queue: [`Store::begin_enqueue`] ([`Enqueuer`]), [`Store::pending_lanes`],
 //!   [`Store::claim_batches`], [`Store::record_outcomes`],
 //!   [`Store::reap_expired_leases`], [`Store::release_owned`],
-//!   [`Store::release_dry_run`], [`Store::pending_outlook`],
-//!   [`Store::running_elsewhere`];
+//!   [`Store::release_dry_run`], [`Store::pending_rows`],
+//!   [`Store::any_runnable`], [`Store::running_elsewhere`];
 //! * mass-delete jobs: [`Store::insert_job`], [`Store::next_job_action`],
 //!   [`Store::update_job`], [`Store::reap_stale_scheduling`],
 //!   [`Store::reschedule_job`], [`Store::cancel_job`], [`Store::jobs`],
@@ -56,7 +61,10 @@
 //! ```
 //!
 //! * `pending`: waiting; the worker claims it once `next_attempt_at` (epoch ms)
-//!   has passed and its module's lane is not paused.
+//!   has passed and its module's lane is not paused. A row of a selection
+//!   still going in (or interrupted) is *staged*: pending with
+//!   `next_attempt_at` = [`STAGED`], never due, until the selection is
+//!   complete and released.
 //! * `running`: claimed under a lease. Only the holder of `lease_token` may move
 //!   it on; if the holder dies, [`Store::reap_expired_leases`] moves it back.
 //! * `succeeded`, `failed`, `cancelled`: terminal, with `finished_at` (the
@@ -72,5 +80,5 @@ pub mod sqlite;
 pub mod types;
 
 pub use error::{BackendError, StoreError};
-pub use sqlite::{Enqueuer, IdChunk, Store};
+pub use sqlite::{Added, Enqueuer, IdChunk, STAGED, Store};
 pub use types::*;

@@ -383,6 +383,23 @@ impl RequestTemplate {
             parent: None,
         }
     }
+
+    /// What every request of this template shares, as one line
+    /// (`delete Leads workflow=on strategy=auto`, with `parent=ID/List` for
+    /// delinks): a selection's shape.
+    pub fn shape(&self) -> String {
+        let mut shape = format!(
+            "{} {} workflow={} strategy={}",
+            self.operation.as_str(),
+            self.module,
+            if self.wf_trigger { "on" } else { "off" },
+            self.strategy.as_str()
+        );
+        if let Some(p) = &self.parent {
+            shape.push_str(&format!(" parent={}/{}", p.record_id, p.related_list));
+        }
+        shape
+    }
 }
 
 /// A job to queue.
@@ -547,7 +564,11 @@ pub struct LaneRate {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
+    /// Rows by state; pending includes the staged ones.
     pub counts: Vec<CountRow>,
+    /// Pending rows not claimable yet: their selection is going in, was
+    /// interrupted, or is being released.
+    pub staged: Vec<StagedCount>,
     /// Rows finished per lane from `rates_since` (epoch ms, the start of a
     /// minute) to now: each lane's current rate.
     pub rates: Vec<LaneRate>,
@@ -629,10 +650,28 @@ pub struct NewSelection {
     pub method: SelectionMethod,
     /// The file's name (`stdin` for standard input), the query, the view.
     pub source: Option<String>,
-    /// The SHA-256 of the file read, in hex.
+    /// The SHA-256 of the file read (of the list, one ID per line, for
+    /// `--ids`), in hex.
     pub source_hash: Option<String>,
+    /// What every request shares ([`RequestTemplate::shape`]): a rerun
+    /// resumes an unfinished selection only of the same shape.
+    pub shape: Option<String>,
+    /// The lane's workflow flag and strategy (for counting its staged rows).
+    pub wf_trigger: bool,
+    pub strategy: Strategy,
     pub os_user: String,
     pub host: String,
+}
+
+/// One step of a release ([`crate::store::Store::release_selection`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Released {
+    /// Rows made claimable.
+    pub rows: u64,
+    /// Rowids walked.
+    pub walked: u64,
+    /// The selection's range is walked to its end.
+    pub done: bool,
 }
 
 /// One row of `zdel selections`.
@@ -644,14 +683,36 @@ pub struct SelectionRow {
     pub method: String,
     pub source: Option<String>,
     pub source_hash: Option<String>,
-    /// `queueing`, `complete` or `interrupted`.
+    /// `queueing`, `complete`, `interrupted` or `cancelled`.
     pub state: String,
     pub ids_found: i64,
     pub ids_queued: i64,
+    /// IDs skipped because zdel had already deleted them.
+    pub ids_already_deleted: i64,
+    /// Query selections: pages fetched, and where the next one starts.
+    pub pages: i64,
+    pub cursor: Option<String>,
     pub os_user: String,
     pub host: String,
     pub created_at: i64,
     pub finished_at: Option<i64>,
+}
+
+/// Staged rows (not claimable until their selection is released) of one
+/// selection.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct StagedCount {
+    pub selection: i64,
+    /// The selection's state: `interrupted` ones wait for a rerun or a
+    /// cancel; `queueing` ones are going in; `complete` ones are being released.
+    pub selection_state: String,
+    #[sqlx(try_from = "String")]
+    pub operation: Operation,
+    pub module: String,
+    pub wf_trigger: bool,
+    #[sqlx(try_from = "String")]
+    pub strategy: Strategy,
+    pub count: i64,
 }
 
 /// Which rows `outcomes`, `retry` and `cancel` touch. `None` means any.

@@ -774,6 +774,10 @@ async fn daily_budget(shared: &Shared) -> Result<Option<u64>, StoreError> {
     Ok(gates::daily_budget(cap, in_flight, done))
 }
 
+/// Staged rows of complete selections released per maintenance pass: about
+/// 0.7 s of write lock (measured at 5 M rows).
+const RELEASE_PER_PASS: u32 = 50_000;
+
 async fn maintenance(shared: &Shared) -> Result<(), StoreError> {
     let reaped = shared
         .store
@@ -783,6 +787,15 @@ async fn maintenance(shared: &Shared) -> Result<(), StoreError> {
         warn!(
             rows = reaped,
             "leases expired (a worker died or hung mid-call): rows returned to pending"
+        );
+    }
+    // A selection whose command stopped while releasing it: its rows are
+    // all in, so the rest is released here, a bounded share per pass.
+    let released = shared.store.release_completed(RELEASE_PER_PASS).await?;
+    if released > 0 {
+        info!(
+            rows = released,
+            "released staged rows of complete selections (their command stopped while releasing them)"
         );
     }
     // Rows inserted by plain SQL join the maintained counts; minutes the
@@ -900,7 +913,9 @@ async fn drain_outlook(
 ) -> Result<Option<StopReason>, StoreError> {
     let lanes = shared.store.pending_lanes().await?;
     let paused = paused_lanes(shared, &lanes);
-    if shared.store.pending_rows(paused_modules, &paused).await? > 0 {
+    // Staged rows of an unfinished selection are not work left: no worker
+    // takes them until the selection is finished (or cancelled).
+    if shared.store.any_runnable(paused_modules, &paused).await? {
         return Ok(None);
     }
     // Rows running under another owner's lease (say, a killed zdel's) are
@@ -913,7 +928,11 @@ async fn drain_outlook(
     if jobs.live > jobs.uncertain {
         return Ok(None);
     }
-    let paused_rows = shared.store.pending_rows(&[], &[]).await?;
+    let paused_rows = if shared.store.any_runnable(&[], &[]).await? {
+        shared.store.pending_rows(&[], &[]).await?.max(1)
+    } else {
+        0
+    };
     Ok(Some(if paused_rows > 0 {
         StopReason::DrainedExceptPaused { paused_rows }
     } else if jobs.uncertain > 0 {

@@ -28,7 +28,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Connection};
 
-pub use queue::{Enqueuer, IdChunk};
+pub use queue::{Added, Enqueuer, IdChunk, STAGED};
 
 use super::StoreError;
 use super::types::{Depth, LeaseToken, Recorded, RowOutcome};

@@ -57,11 +57,42 @@ impl IdChunk {
     }
 }
 
+/// `next_attempt_at` of a staged row: never due, so never claimed, and at
+/// the far end of its lane's index (migration 0010).
+pub const STAGED: i64 = i64::MAX;
+
+/// What one [`Enqueuer::add_chunk`] did with its IDs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Added {
+    /// Rows inserted.
+    pub inserted: u64,
+    /// IDs skipped because zdel already deleted their target (a succeeded row).
+    pub already_deleted: u64,
+    /// When the first and the last of those were deleted (epoch ms).
+    pub deleted_between: Option<(i64, i64)>,
+}
+
+impl Added {
+    /// Add `other`'s counts to these.
+    pub fn absorb(&mut self, other: Added) {
+        self.inserted += other.inserted;
+        self.already_deleted += other.already_deleted;
+        self.deleted_between = match (self.deleted_between, other.deleted_between) {
+            (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+            (x, None) | (None, x) => x,
+        };
+    }
+}
+
 /// An open enqueue transaction: everything added commits together or not at all.
 pub struct Enqueuer {
     tx: super::WriteTx,
     /// The selection the rows belong to (`None`: none recorded).
     selection: Option<i64>,
+    /// Rows are staged ([`STAGED`]) until the selection is released.
+    staged: bool,
+    /// Skip IDs whose target zdel already deleted (selections, unless `--again`).
+    skip_deleted: bool,
     /// created_at / updated_at of every row added (epoch ms): given, not
     /// left to the column default, which computes julianday() per row.
     now_ms: i64,
@@ -83,47 +114,145 @@ impl Enqueuer {
         for id in ids {
             chunk.push(id);
         }
-        self.add_chunk(template, chunk).await
+        Ok(self.add_chunk(template, chunk).await?.inserted)
     }
 
     /// [`Enqueuer::add`] with the IDs gathered in an [`IdChunk`], as a
-    /// reader thread can build it while the database works on the previous one.
+    /// reader thread can build it while the database works on the previous
+    /// one. In a selection, IDs already deleted are skipped and counted
+    /// (unless it was begun with `again`).
     pub async fn add_chunk(
         &mut self,
         template: &RequestTemplate,
         ids: IdChunk,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Added, StoreError> {
         if ids.is_empty() {
-            return Ok(0);
+            return Ok(Added::default());
         }
         let (parent, related_list) = match &template.parent {
             Some(p) => (Some(p.record_id.as_str()), Some(p.related_list.as_str())),
             None => (None, None),
         };
-        // `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the
-        // INSERT, not to a join in the SELECT.
-        let result = sqlx::query(
+        let len = ids.len() as u64;
+        let ids = ids.finish();
+        // The target each ID names, as deletion_requests_succeeded_target
+        // indexes it.
+        const TARGET: &str = "FROM deletion_requests s
+             WHERE s.state = 'succeeded' AND s.operation = ?1 AND s.module = ?2
+               AND s.record_id = coalesce(?3, value)
+               AND coalesce(s.related_list, '') = coalesce(?4, '')
+               AND coalesce(s.related_id, '') = CASE WHEN ?3 IS NULL THEN '' ELSE value END";
+        // Every row this insert adds gets a rowid above this (the write lock
+        // is held): the start of the selection's range.
+        let floor: i64 = if self.selection.is_some() {
+            sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM deletion_requests")
+                .fetch_one(&mut *self.tx)
+                .await?
+        } else {
+            0
+        };
+        // A `WHERE` (`true` at least) tells SQLite's parser that ON CONFLICT
+        // belongs to the INSERT, not to a join in the SELECT.
+        let keep = if self.skip_deleted {
+            format!("NOT EXISTS (SELECT 1 {TARGET})")
+        } else {
+            "true".to_string()
+        };
+        let result = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO deletion_requests
                  (operation, module, record_id, related_list, related_id, wf_trigger, strategy,
-                  created_at, updated_at, selection_id)
+                  created_at, updated_at, selection_id, next_attempt_at)
              SELECT ?1, ?2, coalesce(?3, value), ?4, CASE WHEN ?3 IS NULL THEN NULL ELSE value END,
-                    ?5, ?6, ?8, ?8, ?9
-             FROM json_each(?7) WHERE true
-             ON CONFLICT DO NOTHING",
-        )
+                    ?5, ?6, ?8, ?8, ?9, ?10
+             FROM json_each(?7) WHERE {keep}
+             ON CONFLICT DO NOTHING"
+        )))
         .bind(template.operation.as_str())
         .bind(&template.module)
         .bind(parent)
         .bind(related_list)
         .bind(template.wf_trigger)
         .bind(template.strategy.as_str())
-        .bind(ids.finish())
+        .bind(ids.as_str())
         .bind(self.now_ms)
         .bind(self.selection)
+        .bind(if self.staged { STAGED } else { 0 })
         .execute(&mut *self.tx)
         .await?;
-        super::counts::count_inserted(&mut self.tx, template, result.rows_affected()).await?;
-        Ok(result.rows_affected())
+        let mut added = Added {
+            inserted: result.rows_affected(),
+            ..Added::default()
+        };
+        super::counts::count_inserted(&mut self.tx, template, added.inserted).await?;
+        if let Some(selection) = self.selection
+            && added.inserted > 0
+        {
+            sqlx::query(
+                "UPDATE selections
+                 SET ids_queued = ids_queued + ?2,
+                     first_row_id = min(coalesce(first_row_id, ?3), ?3),
+                     last_row_id = max(coalesce(last_row_id, 0), ?4)
+                 WHERE id = ?1",
+            )
+            .bind(selection)
+            .bind(added.inserted as i64)
+            .bind(floor + 1)
+            .bind(result.last_insert_rowid())
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        if self.skip_deleted && added.inserted < len {
+            // Some were skipped: already live, or already deleted. One
+            // probe of the index per distinct ID tells which (when its
+            // target was last deleted, if ever).
+            let (count, first, last): (i64, Option<i64>, Option<i64>) =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "WITH d AS MATERIALIZED (
+                         SELECT (SELECT max(s.finished_at) {TARGET}) AS f
+                         FROM (SELECT DISTINCT value FROM json_each(?5)))
+                     SELECT count(f), min(f), max(f) FROM d"
+                )))
+                .bind(template.operation.as_str())
+                .bind(&template.module)
+                .bind(parent)
+                .bind(related_list)
+                .bind(&ids)
+                .fetch_one(&mut *self.tx)
+                .await?;
+            added.already_deleted = count as u64;
+            added.deleted_between = first.zip(last);
+        }
+        Ok(added)
+    }
+
+    /// Commit, and with it mark the selection complete
+    /// ([`Store::finish_selection`]): for an input that fits in one
+    /// transaction, whose rows need no staging. Returns the IDs the
+    /// selection queued.
+    pub async fn commit_complete(
+        mut self,
+        found: u64,
+        already_deleted: u64,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let queued = match self.selection {
+            Some(id) => {
+                let released = !self.staged;
+                super::selections::finish(
+                    &mut self.tx,
+                    id,
+                    true,
+                    released,
+                    found,
+                    already_deleted,
+                    now_ms,
+                )
+                .await?
+            }
+            None => 0,
+        };
+        self.commit().await?;
+        Ok(queued)
     }
 
     pub async fn commit(mut self) -> Result<(), StoreError> {
@@ -146,12 +275,30 @@ struct LaneRow {
 impl Store {
     /// Start an all-or-nothing enqueue.
     pub async fn begin_enqueue(&self) -> Result<Enqueuer, StoreError> {
-        self.begin_enqueue_into(None).await
+        self.enqueuer(None, false, false).await
     }
 
     /// [`Store::begin_enqueue`], the rows belonging to `selection`
-    /// ([`Store::begin_selection`]).
-    pub async fn begin_enqueue_into(&self, selection: Option<i64>) -> Result<Enqueuer, StoreError> {
+    /// ([`Store::begin_selection`]). `staged`: none is claimable until the
+    /// selection is finished and released ([`Store::release_selection`]);
+    /// an input that fits in one transaction needs no staging
+    /// ([`Enqueuer::commit_complete`]). IDs whose target zdel already
+    /// deleted are skipped, unless `again`.
+    pub async fn begin_enqueue_into(
+        &self,
+        selection: i64,
+        staged: bool,
+        again: bool,
+    ) -> Result<Enqueuer, StoreError> {
+        self.enqueuer(Some(selection), staged, !again).await
+    }
+
+    async fn enqueuer(
+        &self,
+        selection: Option<i64>,
+        staged: bool,
+        skip_deleted: bool,
+    ) -> Result<Enqueuer, StoreError> {
         let mut tx = self.begin_write().await?;
         // Rows inserted by plain SQL since the last fold are counted first,
         // so the mark can move past this enqueue's rows at commit.
@@ -159,6 +306,8 @@ impl Store {
         Ok(Enqueuer {
             tx,
             selection,
+            staged,
+            skip_deleted,
             now_ms: crate::clock::now_ms(),
         })
     }
@@ -427,27 +576,90 @@ impl Store {
     }
 
     /// Pending rows that could run now or later, leaving out those of
-    /// `skip_modules` and of `skip_lanes` (paused ones).
+    /// `skip_modules` and of `skip_lanes` (paused ones), and the staged rows
+    /// of unfinished selections (as those counted them going in). For
+    /// messages; [`Store::any_runnable`] answers whether work is left.
     pub async fn pending_rows(
         &self,
         skip_modules: &[String],
         skip_lanes: &[LaneKey],
     ) -> Result<i64, StoreError> {
-        Ok(self
+        let kept = |operation: Operation, module: &str, wf_trigger: bool, strategy: Strategy| {
+            !skipped(
+                skip_modules,
+                skip_lanes,
+                operation,
+                module,
+                wf_trigger,
+                strategy,
+            )
+        };
+        let pending: i64 = self
             .lane_state_counts()
             .await?
             .iter()
-            .filter(|l| l.state == RequestState::Pending && !skip_modules.contains(&l.module))
-            .filter(|l| {
-                !skip_lanes.iter().any(|k| {
-                    k.operation == l.operation
-                        && k.module == l.module
-                        && k.wf_trigger == l.wf_trigger
-                        && k.strategy == l.strategy
-                })
-            })
+            .filter(|l| l.state == RequestState::Pending)
+            .filter(|l| kept(l.operation, &l.module, l.wf_trigger, l.strategy))
             .map(|l| l.count)
-            .sum())
+            .sum();
+        if pending == 0 {
+            return Ok(0);
+        }
+        let staged: i64 = self
+            .staged_counts()
+            .await?
+            .iter()
+            // A complete selection's rows are being released: they count.
+            .filter(|s| s.selection_state != "complete")
+            .filter(|s| kept(s.operation, &s.module, s.wf_trigger, s.strategy))
+            .map(|s| s.count)
+            .sum();
+        Ok((pending - staged).max(0))
+    }
+
+    /// Whether any pending row outside `skip_modules` and `skip_lanes`
+    /// could run now or later: not staged, or staged by a complete
+    /// selection (being released). One index seek per lane, plus the
+    /// selections being released.
+    pub async fn any_runnable(
+        &self,
+        skip_modules: &[String],
+        skip_lanes: &[LaneKey],
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        for lane in lanes_with_pending(&mut conn).await? {
+            if skip_modules.contains(&lane.module) || skip_lanes.contains(&lane) {
+                continue;
+            }
+            let unstaged: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM deletion_requests
+                                WHERE state = 'pending' AND operation = ?1 AND module = ?2
+                                  AND wf_trigger = ?3 AND strategy = ?4 AND next_attempt_at < ?5)",
+            )
+            .bind(lane.operation.as_str())
+            .bind(&lane.module)
+            .bind(lane.wf_trigger)
+            .bind(lane.strategy.as_str())
+            .bind(STAGED)
+            .fetch_one(&mut *conn)
+            .await?;
+            if unstaged {
+                return Ok(true);
+            }
+        }
+        drop(conn);
+        Ok(self.staged_counts().await?.iter().any(|s| {
+            s.selection_state == "complete"
+                && s.count > 0
+                && !skipped(
+                    skip_modules,
+                    skip_lanes,
+                    s.operation,
+                    &s.module,
+                    s.wf_trigger,
+                    s.strategy,
+                )
+        }))
     }
 
     /// Rows in `running` state held by anyone but `owner`.
@@ -459,6 +671,25 @@ impl Store {
         .fetch_one(&self.pool)
         .await?)
     }
+}
+
+/// Whether the lane (operation, module, wf_trigger, strategy) is left out:
+/// its module is in `skip_modules` or its key in `skip_lanes`.
+fn skipped(
+    skip_modules: &[String],
+    skip_lanes: &[LaneKey],
+    operation: Operation,
+    module: &str,
+    wf_trigger: bool,
+    strategy: Strategy,
+) -> bool {
+    skip_modules.iter().any(|m| m == module)
+        || skip_lanes.iter().any(|k| {
+            k.operation == operation
+                && k.module == module
+                && k.wf_trigger == wf_trigger
+                && k.strategy == strategy
+        })
 }
 
 /// `limit` rows, or fewer if the daily cap leaves fewer.

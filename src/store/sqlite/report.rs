@@ -78,7 +78,8 @@ impl Store {
             "SELECT coalesce(sum((SELECT count(*) FROM deletion_requests d
                                   WHERE d.state = 'pending' AND d.operation = l.operation
                                     AND d.module = l.module AND d.wf_trigger = l.wf_trigger
-                                    AND d.strategy = l.strategy AND d.next_attempt_at > ?1)), 0)
+                                    AND d.strategy = l.strategy AND d.next_attempt_at > ?1
+                                    AND d.next_attempt_at < ?2)), 0)
              FROM (SELECT operation, module, wf_trigger, strategy FROM lane_counts
                    WHERE state = 'live' AND rows > 0
                    UNION
@@ -86,6 +87,7 @@ impl Store {
                    WHERE id > (SELECT counted_up_to FROM lane_count_mark) AND state = 'pending') l",
         )
         .bind(now_ms)
+        .bind(super::queue::STAGED)
         .fetch_one(&self.pool)
         .await?;
         // The newest five of each kind, each from its own index.
@@ -113,6 +115,7 @@ impl Store {
             .await?
             .filter(|h| h.expires_at > now_ms);
         Ok(StatusReport {
+            staged: self.staged_counts().await?,
             counts,
             rates,
             rates_since,
@@ -239,6 +242,10 @@ impl Store {
 
     /// Pending rows matching `filter` become cancelled. Running rows are left
     /// to finish. Returns how many were cancelled.
+    ///
+    /// Staged rows are pending too: cancelling an unfinished selection
+    /// drops them, and marks the selection `cancelled` so that no rerun
+    /// resumes it.
     pub async fn cancel(&self, filter: &OutcomeFilter, now_ms: i64) -> Result<u64, StoreError> {
         let query = sqlx::query(concat!(
             "UPDATE deletion_requests
@@ -247,8 +254,24 @@ impl Store {
              WHERE state = 'pending' AND ",
             outcome_filter!()
         ));
-        self.write_alone(bind_filter(query, filter)?.bind(now_ms))
-            .await
+        let mut tx = self.begin_write().await?;
+        let cancelled = bind_filter(query, filter)?
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if let Some(selection) = filter.selection {
+            sqlx::query(
+                "UPDATE selections SET state = 'cancelled', finished_at = ?2
+                 WHERE id = ?1 AND (state = 'queueing' OR state = 'interrupted')",
+            )
+            .bind(selection)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(cancelled)
     }
 
     pub async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
