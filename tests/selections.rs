@@ -128,3 +128,61 @@ async fn each_enqueue_is_a_selection_its_rows_can_be_picked_by() {
     let (code, _, stderr) = zdel(&env, &["cancel", "--yes"]);
     assert_eq!(code, Some(2), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_of_one_selection_counts_its_rows_by_state_and_code() {
+    let env = TestEnv::new(Faults::default()).await;
+    // Selection 1: 5 IDs, 4 of them in Zoho. Selection 2 (other rows in
+    // between): 3 IDs, not drained.
+    let first = ids(0, 5);
+    env.sb().add_records("Leads", &first[..4]);
+    let (code, _, stderr) = zdel(
+        &env,
+        &["enqueue", "--module", "Leads", "--ids", &first.join(",")],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, _, stderr) = zdel(&env, &["drain"]);
+    assert_eq!(code, Some(6), "{stderr}");
+    let second = ids(100, 3).join(",");
+    let (code, _, stderr) = zdel(&env, &["enqueue", "--module", "Leads", "--ids", &second]);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let (code, stdout, stderr) = zdel(&env, &["status", "--selection", "1"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.starts_with("selection 1: delete Leads by ids from --ids (sha256 "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("by erasure-bot@"), "{stdout}");
+    assert!(stdout.contains(", complete\n"), "{stdout}");
+    assert!(
+        stdout.contains("IDs found 5, queued 5, skipped as already deleted 0"),
+        "{stdout}"
+    );
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("state"))
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            vec!["failed", "INVALID_DATA", "1"],
+            vec!["succeeded", "SUCCESS", "4"]
+        ]
+    );
+    let (_, json, _) = zdel(&env, &["status", "--selection", "2", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["selection"]["ids_queued"], 3);
+    assert_eq!(
+        json["counts"],
+        serde_json::json!([{"state": "pending", "code": null, "count": 3}])
+    );
+    let (code, _, stderr) = zdel(&env, &["status", "--selection", "9"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("there is no selection 9 (zdel selections lists them)"),
+        "{stderr}"
+    );
+}

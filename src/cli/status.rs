@@ -16,9 +16,16 @@ pub struct Opts {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Only this selection (`zdel selections` lists them): how it was
+    /// chosen, and its rows by state and outcome code.
+    #[arg(long, value_name = "N")]
+    selection: Option<i64>,
 }
 
 pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
+    if let Some(id) = opts.selection {
+        return selection(&config, id, opts.json).await;
+    }
     let snap = Snapshot::read(&config).await?;
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&snap.json()?)?);
@@ -32,6 +39,54 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     print_jobs(&snap.jobs);
     print_pauses(&snap.report);
     print_recent_errors(&snap.report);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `status --selection N`.
+async fn selection(config: &Config, id: i64, json: bool) -> anyhow::Result<ExitCode> {
+    let store = super::open_existing_store(config).await?;
+    let report = store.selection_report(id).await?;
+    store.close().await;
+    let Some(report) = report else {
+        return Err(super::UsageError(format!(
+            "there is no selection {id} (zdel selections lists them)"
+        ))
+        .into());
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = &report.selection;
+    let source = match (&s.source, &s.source_hash) {
+        (Some(name), Some(hash)) => format!("{name} (sha256 {hash})"),
+        (Some(name), None) => name.clone(),
+        (None, _) => "-".to_string(),
+    };
+    println!(
+        "selection {}: {} {} by {} from {source}",
+        s.id, s.operation, s.module, s.method
+    );
+    println!(
+        "  by {}@{} at {}, {}",
+        s.os_user,
+        s.host,
+        time_of(s.created_at),
+        s.state
+    );
+    println!(
+        "  IDs found {}, queued {}, skipped as already deleted {}",
+        s.ids_found, s.ids_queued, s.ids_already_deleted
+    );
+    println!("\n  {:<10} {:<28} {:>9}", "state", "code", "rows");
+    for c in &report.counts {
+        println!(
+            "  {:<10} {:<28} {:>9}",
+            c.state,
+            c.code.as_deref().unwrap_or("-"),
+            c.count
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -698,6 +698,22 @@ pub struct SelectionRow {
     pub finished_at: Option<i64>,
 }
 
+/// `zdel status --selection N`: the selection, and its rows by state and code.
+#[derive(Debug, Clone, Serialize)]
+pub struct SelectionReport {
+    pub selection: SelectionRow,
+    pub counts: Vec<SelectionCount>,
+}
+
+/// Rows of a selection in one state (`staged`: pending, not yet released)
+/// with one outcome code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct SelectionCount {
+    pub state: String,
+    pub code: Option<String>,
+    pub count: i64,
+}
+
 /// Staged rows (not claimable until their selection is released) of one
 /// selection.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

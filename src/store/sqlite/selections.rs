@@ -10,7 +10,7 @@
 use super::Store;
 use super::queue::STAGED;
 use crate::store::StoreError;
-use crate::store::types::{NewSelection, Released, SelectionRow, StagedCount};
+use crate::store::types::{NewSelection, Released, SelectionReport, SelectionRow, StagedCount};
 
 /// The columns of [`SelectionRow`].
 const COLUMNS: &str = "id, module, operation, method, source, source_hash, state, ids_found,
@@ -201,6 +201,38 @@ impl Store {
             .await?;
         }
         Ok(staged)
+    }
+
+    /// One selection and where its rows are: how many in each state and
+    /// code (`staged` for pending rows not yet released). Reads the rows'
+    /// rowid range only (a selection recorded before migration 0010 has
+    /// none: the whole queue is read). `None` if there is no such selection.
+    pub async fn selection_report(&self, id: i64) -> Result<Option<SelectionReport>, StoreError> {
+        let Some(selection) = sqlx::query_as::<_, SelectionRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM selections WHERE id = ?1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let counts = sqlx::query_as(
+            "SELECT CASE WHEN state = 'pending' AND next_attempt_at = ?2 THEN 'staged'
+                         ELSE state END AS state,
+                    outcome_code AS code, count(*) AS count
+             FROM deletion_requests
+             WHERE id >= coalesce((SELECT first_row_id FROM selections WHERE id = ?1), 0)
+               AND id <= coalesce((SELECT last_row_id FROM selections WHERE id = ?1
+                                   AND first_row_id IS NOT NULL), 9223372036854775807)
+               AND selection_id = ?1
+             GROUP BY 1, 2 ORDER BY 1, 3 DESC",
+        )
+        .bind(id)
+        .bind(STAGED)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some(SelectionReport { selection, counts }))
     }
 
     /// Every selection, newest first.
