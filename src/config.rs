@@ -56,6 +56,15 @@ pub struct Config {
     pub mass_delete: MassDeleteConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
+    pub select: SelectConfig,
+}
+
+/// `[select]`: `zdel select`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SelectConfig {
+    /// A selection of more IDs than this asks before it is released (off
+    /// a terminal: needs `--yes`).
+    pub confirm_above: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -133,7 +133,7 @@ fn help_prints_the_exit_status_table() {
         "  5  drain: mass-delete jobs are uncertain",
         "  6  drain: everything ran, but rows failed during this run",
         "  7  serve, drain: another zdel works on this database",
-        "130  enqueue: interrupted before every ID was in",
+        "130  enqueue, select: interrupted before every ID was in",
     ] {
         assert!(help.contains(line), "missing {line:?} in:\n{help}");
     }

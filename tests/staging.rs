@@ -7,7 +7,6 @@
 mod common;
 
 use std::io::Write;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{TestEnv, ids, signal, text, wait_until};
@@ -16,12 +15,7 @@ use zdel::sandbox::Faults;
 const STAGED: i64 = i64::MAX;
 
 fn zdel(env: &TestEnv, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = env
-        .zdel_blocking(args)
-        .stdout(Stdio::piped())
-        .output()
-        .unwrap();
-    (out.status.code(), text(&out.stdout), text(&out.stderr))
+    env.output(args)
 }
 
 async fn scalar(env: &TestEnv, sql: &'static str) -> i64 {

@@ -15,6 +15,7 @@ mod outcomes;
 mod progress;
 mod resume;
 mod retry;
+mod select;
 mod selections;
 mod serve;
 mod status;
@@ -54,6 +55,8 @@ pub enum Command {
     Check,
     /// Queue record IDs for deletion.
     Enqueue(enqueue::Opts),
+    /// Select records by COQL criteria: preview them, or snapshot and queue them.
+    Select(select::Opts),
     /// Run the workers until SIGTERM/SIGINT.
     Serve(serve::Opts),
     /// Run the workers until nothing is left to do, then exit.
@@ -107,7 +110,8 @@ pub mod exit {
     /// `serve`, `drain`: another zdel works on this database (named in the
     /// message), or took it over from this one.
     pub const HELD: u8 = 7;
-    /// `enqueue`: stopped by Ctrl-C or SIGTERM before every ID was in:
+    /// `enqueue`, `select`: stopped by Ctrl-C or SIGTERM (`select`: or a
+    /// page that keeps failing) before every ID was in:
     /// what went in is staged, none of it claimable; run the same command
     /// again to finish, or `zdel cancel --selection N` to drop it.
     pub const INTERRUPTED: u8 = 130;
@@ -123,7 +127,7 @@ pub const EXIT_HELP: &str = "Exit status:
   5  drain: mass-delete jobs are uncertain; an operator must decide (zdel jobs)
   6  drain: everything ran, but rows failed during this run (zdel outcomes --state failed)
   7  serve, drain: another zdel works on this database (the message names it)
-130  enqueue: interrupted before every ID was in; none is claimable (run it again, or zdel cancel --selection N)";
+130  enqueue, select: interrupted before every ID was in; none is claimable (run it again, or zdel cancel --selection N)";
 
 /// An error's message and its causes, each said once: a cause whose text
 /// the message already holds (sqlx repeats SQLite's, thiserror wrappers
@@ -233,6 +237,7 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         Command::Status(opts) => status::run(config, opts).await,
         Command::Outcomes(opts) => outcomes::run(config, opts).await,
         Command::Selections(opts) => selections::run(config, opts).await,
+        Command::Select(opts) => select::run(config, opts).await,
         Command::Retry(opts) => retry::run(config, opts).await,
         Command::Cancel(opts) => cancel::run(config, opts).await,
         Command::Resume(opts) => resume::run(config, opts).await,

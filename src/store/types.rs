@@ -630,6 +630,8 @@ pub enum SelectionMethod {
     File,
     /// `zdel enqueue --csv`: a Zoho export.
     Csv,
+    /// `zdel select --where`: a COQL query, paged by id.
+    Coql,
 }
 
 impl SelectionMethod {
@@ -638,6 +640,7 @@ impl SelectionMethod {
             SelectionMethod::Ids => "ids",
             SelectionMethod::File => "file",
             SelectionMethod::Csv => "csv",
+            SelectionMethod::Coql => "coql",
         }
     }
 }

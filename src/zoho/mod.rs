@@ -24,6 +24,7 @@
 mod answer;
 mod auth;
 mod call;
+mod coql;
 mod error;
 pub mod vocab;
 
@@ -38,6 +39,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub use answer::{BatchAnswer, EMPTY_ANSWER, IdResult};
 pub use auth::{AccessToken, TokenInfo, TokenSource, api_domain_for, data_centre_of};
 pub use call::Call;
+pub use coql::{COQL_PAGE, CoqlPage, coql_credits};
 pub use error::ZohoError;
 pub use vocab::{
     CallCode, JobPhase, JobStatus, MAX_IDS_PER_DELETE, MAX_IDS_PER_MASS_DELETE,

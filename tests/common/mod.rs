@@ -171,6 +171,16 @@ impl TestEnv {
         cmd
     }
 
+    /// Run the `zdel` binary with `args` to its end: exit code, stdout, stderr.
+    pub fn output(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = self
+            .zdel_blocking(args)
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    }
+
     /// The record IDs of every row in `state`, by id.
     pub async fn ids_in_state(&self, state: zdel::store::RequestState) -> Vec<String> {
         sqlx::query_scalar("SELECT record_id FROM deletion_requests WHERE state = ?1 ORDER BY id")

@@ -255,6 +255,19 @@ impl Enqueuer {
         Ok(queued)
     }
 
+    /// A query selection's page is in: one more page, and where the next
+    /// starts (`cursor`), committed with the page's rows.
+    pub async fn record_page(&mut self, cursor: &str) -> Result<(), StoreError> {
+        if let Some(selection) = self.selection {
+            sqlx::query("UPDATE selections SET pages = pages + 1, cursor = ?2 WHERE id = ?1")
+                .bind(selection)
+                .bind(cursor)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub async fn commit(mut self) -> Result<(), StoreError> {
         // Every row is counted now: the fold at the start counted the ones
         // before, `add` counted this transaction's.

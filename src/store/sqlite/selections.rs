@@ -235,6 +235,16 @@ impl Store {
         Ok(Some(SelectionReport { selection, counts }))
     }
 
+    /// The selection `id`, if there is one.
+    pub async fn selection(&self, id: i64) -> Result<Option<SelectionRow>, StoreError> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM selections WHERE id = ?1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// Every selection, newest first.
     pub async fn selections(&self) -> Result<Vec<SelectionRow>, StoreError> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
