@@ -125,7 +125,7 @@ async fn a_preview_counts_and_samples_and_queues_nothing() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stdout.starts_with(
-            "4000 record(s) of Leads match \"Lead_Status = 'Junk Lead'\" (counted now by COQL: 2 call(s), 6 credit(s); nothing was queued)\n"
+            "4000 record(s) of Leads match \"Lead_Status = 'Junk Lead'\" (counted now: 2 call(s), 6 credit(s); nothing was queued)\n"
         ),
         "{stdout}"
     );
@@ -264,4 +264,60 @@ async fn above_confirm_above_it_is_released_only_with_yes() {
     assert_eq!(claimable(&env).await, 400);
     // The stored pages are not asked for again: only the check call.
     assert_eq!(env.calls_to("coql"), calls + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_is_selected_by_page_then_by_token() {
+    let env = TestEnv::new(Faults {
+        credit_budget: Some(1_000_000),
+        ..Faults::default()
+    })
+    .await;
+    // 2,500 records in the view (past the 10 numbered pages of 200), and
+    // others in the module that it does not list.
+    let listed = ids(0, 2_500);
+    env.sb().add_view("Leads", "3652397000000087501", &listed);
+    env.sb().add_records("Leads", ids(10_000, 300));
+    let args = [
+        "select",
+        "--module",
+        "Leads",
+        "--cvid",
+        "3652397000000087501",
+    ];
+
+    let mut preview = args.to_vec();
+    preview.push("--preview");
+    let (code, stdout, stderr) = zdel(&env, &preview);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.starts_with("2500 record(s) of Leads match view 3652397000000087501 (counted now: 13 call(s), 39 credit(s); nothing was queued)"),
+        "{stdout}"
+    );
+    assert!(queued(&env).await.is_empty());
+
+    let mut with_yes = args.to_vec();
+    with_yes.push("--yes");
+    let (code, stdout, stderr) = zdel(&env, &with_yes);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "selected 2500 record(s) of Leads in 13 page(s); queued 2500 for delete; selection 1\n"
+    );
+    assert_eq!(queued(&env).await, listed);
+    let cursor: String = sqlx::query_scalar("SELECT cursor FROM selections WHERE id = 1")
+        .fetch_one(&env.sql)
+        .await
+        .unwrap();
+    assert_eq!(cursor, "done");
+
+    let (code, _, stderr) = zdel(
+        &env,
+        &["select", "--module", "Leads", "--cvid", "99", "--yes"],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("Zoho refused --cvid 99: INVALID_DATA"),
+        "{stderr}"
+    );
 }

@@ -26,17 +26,24 @@ use clap::Args;
 use super::UsageError;
 use crate::config::Config;
 use crate::store::{NewSelection, RequestTemplate, SelectionMethod, Store};
-use crate::zoho::{COQL_PAGE, CoqlPage, ZohoClient, ZohoError, coql_credits};
+use crate::zoho::{
+    COQL_PAGE, CoqlPage, VIEW_PAGE_CREDITS, ViewCursor, ZohoClient, ZohoError, coql_credits,
+};
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("query").required(true))]
 pub struct Opts {
     /// The module API name, e.g. Leads.
     #[arg(long, value_parser = super::parse_module)]
     module: String,
     /// COQL criteria: what follows WHERE, e.g.
     /// "Lead_Status = 'Junk Lead' and Created_Time < '2023-01-01T00:00:00+00:00'".
-    #[arg(long = "where", value_name = "CRITERIA")]
-    criteria: String,
+    #[arg(long = "where", value_name = "CRITERIA", group = "query")]
+    criteria: Option<String>,
+    /// A custom view's id: the records it lists (Get Records, pages of 200,
+    /// up to Zoho's 100,000 a view).
+    #[arg(long, value_name = "ID", group = "query")]
+    cvid: Option<String>,
     /// Show the count and a sample, and queue nothing.
     #[arg(long)]
     preview: bool,
@@ -66,14 +73,126 @@ pub struct Opts {
 /// leaves the rest to a rerun.
 const MAX_TRIES: u32 = 5;
 
-pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
-    let criteria = opts.criteria.trim();
-    if criteria.is_empty() {
-        return Err(UsageError(
-            "--where is empty: give COQL criteria (e.g. \"Lead_Status = 'Junk Lead'\"); to select every record say \"id is not null\"".into(),
-        )
-        .into());
+/// What a selection pages through.
+enum Query<'a> {
+    /// `--where`: COQL, paged by `id > last`.
+    Coql { criteria: &'a str },
+    /// `--cvid`: Get Records of a custom view, by page number then token.
+    View { cvid: &'a str },
+}
+
+impl Query<'_> {
+    /// What `zdel selections` shows as the source.
+    fn source(&self, module: &str) -> String {
+        match self {
+            Query::Coql { criteria } => format!("select id from {module} where ({criteria})"),
+            Query::View { cvid } => format!("view {cvid} of {module}"),
+        }
     }
+
+    fn method(&self) -> SelectionMethod {
+        match self {
+            Query::Coql { .. } => SelectionMethod::Coql,
+            Query::View { .. } => SelectionMethod::Cvid,
+        }
+    }
+
+    /// What identifies the selection for a rerun.
+    fn hash(&self, module: &str) -> String {
+        use sha2::Digest;
+        let text = match self {
+            Query::Coql { criteria } => format!("coql\n{module}\n{criteria}"),
+            Query::View { cvid } => format!("cvid\n{module}\n{cvid}"),
+        };
+        sha2::Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// How `--preview` names it.
+    fn describe(&self) -> String {
+        match self {
+            Query::Coql { criteria } => format!("{criteria:?}"),
+            Query::View { cvid } => format!("view {cvid}"),
+        }
+    }
+
+    /// Credits one page costs.
+    fn page_credits(&self) -> u64 {
+        match self {
+            Query::Coql { .. } => coql_credits(COQL_PAGE),
+            Query::View { .. } => VIEW_PAGE_CREDITS,
+        }
+    }
+}
+
+/// The page at `cursor` (`None`: the first), with retries; its IDs, and
+/// the cursor of the next page ([`DONE`] after the last).
+async fn fetch(
+    client: &ZohoClient,
+    slot: &crate::zoho::CallSlot,
+    module: &str,
+    query: &Query<'_>,
+    cursor: Option<&str>,
+) -> anyhow::Result<(Vec<String>, String)> {
+    match query {
+        Query::Coql { criteria } => {
+            let after = cursor.unwrap_or("0");
+            let text = format!(
+                "select id from {module} where ({criteria}) and (id > {after}) order by id asc limit {COQL_PAGE}"
+            );
+            let page = with_retries(|| client.coql(slot, &text, COQL_PAGE)).await?;
+            let end = page.ids.len() < COQL_PAGE as usize || !page.more_records;
+            let next = match (end, page.ids.last()) {
+                (false, Some(last)) => last.clone(),
+                _ => DONE.to_string(),
+            };
+            Ok((page.ids, next))
+        }
+        Query::View { cvid } => {
+            let at = match cursor {
+                None => ViewCursor::Page(1),
+                Some(text) => ViewCursor::from_text(text).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the stored cursor {text:?} is not a view page: cancel the selection and start again"
+                    )
+                })?,
+            };
+            let page = with_retries(|| client.view_page(slot, module, cvid, &at)).await?;
+            let next = page
+                .next
+                .as_ref()
+                .map_or_else(|| DONE.to_string(), ViewCursor::to_text);
+            Ok((page.ids, next))
+        }
+    }
+}
+
+pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
+    let query = match (&opts.criteria, &opts.cvid) {
+        (Some(criteria), _) => {
+            let criteria = criteria.trim();
+            if criteria.is_empty() {
+                return Err(UsageError(
+                    "--where is empty: give COQL criteria (e.g. \"Lead_Status = 'Junk Lead'\"); to select every record say \"id is not null\"".into(),
+                )
+                .into());
+            }
+            Query::Coql { criteria }
+        }
+        (None, Some(cvid)) => {
+            if !super::is_record_id(cvid) {
+                return Err(UsageError(format!(
+                    "--cvid {cvid:?} is not a view ID ({})",
+                    super::RECORD_ID_RULE
+                ))
+                .into());
+            }
+            Query::View { cvid }
+        }
+        (None, None) => return Err(UsageError("give --where or --cvid".into()).into()),
+    };
     for field in &opts.show {
         super::parse_module(field).map_err(|_| {
             UsageError(format!(
@@ -86,14 +205,25 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let slot = client.acquire_slot().await;
 
     // 1. The check: a query Zoho refuses stores nothing.
-    let check = format!("select id from {module} where ({criteria}) order by id asc limit 1");
-    client
-        .coql(&slot, &check, 1)
-        .await
-        .map_err(|e| refused(&e, criteria))?;
+    match &query {
+        Query::Coql { criteria } => {
+            let check =
+                format!("select id from {module} where ({criteria}) order by id asc limit 1");
+            client
+                .coql(&slot, &check, 1)
+                .await
+                .map_err(|e| refused(&e, &query))?;
+        }
+        Query::View { cvid } => {
+            client
+                .view_page(&slot, module, cvid, &ViewCursor::Page(1))
+                .await
+                .map_err(|e| refused(&e, &query))?;
+        }
+    }
 
     if opts.preview {
-        let result = preview(&client, &slot, &opts, criteria).await;
+        let result = preview(&client, &slot, &opts, &query).await;
         drop(slot);
         keep_credits(&config, &client).await;
         return result;
@@ -104,9 +234,9 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let wanted = NewSelection {
         module: module.clone(),
         operation: template.operation,
-        method: SelectionMethod::Coql,
-        source: Some(format!("select id from {module} where ({criteria})")),
-        source_hash: Some(query_hash(module, criteria)),
+        method: query.method(),
+        source: Some(query.source(module)),
+        source_hash: Some(query.hash(module)),
         shape: Some(template.shape()),
         wf_trigger: template.wf_trigger,
         strategy: template.strategy,
@@ -139,23 +269,12 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let fetched = async {
         let mut already_deleted = 0u64;
         while cursor.as_deref() != Some(DONE) {
-            let after = cursor.as_deref().unwrap_or("0");
-            let query = format!(
-                "select id from {module} where ({criteria}) and (id > {after}) order by id asc limit {COQL_PAGE}"
-            );
-            let page = with_retries(&client, &slot, &query).await?;
-            let last = page.ids.last().cloned();
-            let end = page.ids.len() < COQL_PAGE as usize || !page.more_records;
-            let next = match (end, last) {
-                (true, _) | (false, None) => DONE.to_string(),
-                (false, Some(last)) => last,
-            };
+            let (ids, next) = fetch(&client, &slot, module, &query, cursor.as_deref()).await?;
             let mut enqueuer = store
                 .begin_enqueue_into(selection, true, opts.again)
                 .await?;
-            let refs: Vec<&str> = page.ids.iter().map(String::as_str).collect();
-            let mut chunk = crate::store::IdChunk::with_capacity(refs.len());
-            for id in &refs {
+            let mut chunk = crate::store::IdChunk::with_capacity(ids.len());
+            for id in &ids {
                 chunk.push(id);
             }
             already_deleted += enqueuer.add_chunk(&template, chunk).await?.already_deleted;
@@ -240,47 +359,47 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
 /// The cursor of a selection whose pages are all stored.
 const DONE: &str = "done";
 
-/// `--preview`: the count (by paging the IDs, nothing stored) and a sample.
+/// `--preview`: the count (by paging the IDs, nothing stored) and, for a
+/// query, a sample with the `--show` fields.
 async fn preview(
     client: &ZohoClient,
     slot: &crate::zoho::CallSlot,
     opts: &Opts,
-    criteria: &str,
+    query: &Query<'_>,
 ) -> anyhow::Result<ExitCode> {
     let module = &opts.module;
     let mut fields = vec!["id".to_string()];
     fields.extend(opts.show.iter().filter(|f| *f != "id").cloned());
-    let sample = opts.sample.clamp(1, COQL_PAGE);
-    let query = format!(
-        "select {} from {module} where ({criteria}) order by id asc limit {sample}",
-        fields.join(", ")
-    );
-    let shown = client
-        .coql(slot, &query, sample)
-        .await
-        .map_err(|e| refused(&e, criteria))?;
-    let (mut count, mut calls, mut credits) = (0u64, 0u64, 0u64);
-    let mut after = "0".to_string();
-    loop {
-        let query = format!(
-            "select id from {module} where ({criteria}) and (id > {after}) order by id asc limit {COQL_PAGE}"
-        );
-        let page = with_retries(client, slot, &query).await?;
-        calls += 1;
-        credits += coql_credits(COQL_PAGE);
-        count += page.ids.len() as u64;
-        match page.ids.last() {
-            Some(last) if page.ids.len() == COQL_PAGE as usize && page.more_records => {
-                after = last.clone();
-            }
-            _ => break,
+    let shown = match query {
+        Query::Coql { criteria } => {
+            let sample = opts.sample.clamp(1, COQL_PAGE);
+            let text = format!(
+                "select {} from {module} where ({criteria}) order by id asc limit {sample}",
+                fields.join(", ")
+            );
+            client
+                .coql(slot, &text, sample)
+                .await
+                .map_err(|e| refused(&e, query))?
         }
+        Query::View { .. } => CoqlPage::default(),
+    };
+    let (mut count, mut calls) = (0u64, 0u64);
+    let mut cursor: Option<String> = None;
+    while cursor.as_deref() != Some(DONE) {
+        let (ids, next) = fetch(client, slot, module, query, cursor.as_deref()).await?;
+        calls += 1;
+        count += ids.len() as u64;
+        cursor = Some(next);
     }
     println!(
-        "{count} record(s) of {module} match {criteria:?} (counted now by COQL: {calls} call(s), {credits} credit(s); nothing was queued)"
+        "{count} record(s) of {module} match {} (counted now: {calls} call(s), {} credit(s); nothing was queued)",
+        query.describe(),
+        calls * query.page_credits()
     );
     println!(
-        "a delete would take about {} call(s) of 100 IDs",
+        "a delete would take about {} call(s) of 100 IDs ({} credit(s))",
+        count.div_ceil(100),
         count.div_ceil(100)
     );
     print_sample(&fields, &shown);
@@ -306,16 +425,16 @@ fn print_sample(fields: &[String], page: &CoqlPage) {
     }
 }
 
-/// One page, tried again after a transient failure (timeout, 5xx, 429),
-/// up to [`MAX_TRIES`] times with a growing pause.
-async fn with_retries(
-    client: &ZohoClient,
-    slot: &crate::zoho::CallSlot,
-    query: &str,
-) -> anyhow::Result<CoqlPage> {
+/// A call, tried again after a transient failure (timeout, 5xx, 429), up
+/// to [`MAX_TRIES`] times with a growing pause.
+async fn with_retries<T, F, Fut>(mut call: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ZohoError>>,
+{
     let mut tries = 0;
     loop {
-        match client.coql(slot, query, COQL_PAGE).await {
+        match call().await {
             Ok(page) => return Ok(page),
             Err(
                 e @ (ZohoError::Transient { .. }
@@ -330,32 +449,26 @@ async fn with_retries(
                     } => *after,
                     _ => std::time::Duration::from_millis(200 << tries),
                 };
-                tracing::warn!(error = %e, try_no = tries, "a COQL page failed; asking again");
+                tracing::warn!(error = %e, try_no = tries, "a page failed; asking again");
                 tokio::time::sleep(pause).await;
             }
-            Err(e) => return Err(anyhow::Error::new(e).context("a COQL page failed")),
+            Err(e) => return Err(anyhow::Error::new(e).context("a page failed")),
         }
     }
 }
 
 /// A query Zoho refused: its code and details, and that nothing was stored.
-fn refused(e: &ZohoError, criteria: &str) -> anyhow::Error {
+fn refused(e: &ZohoError, query: &Query<'_>) -> anyhow::Error {
+    let what = match query {
+        Query::Coql { criteria } => format!("the query for --where {criteria:?}"),
+        Query::View { cvid } => format!("--cvid {cvid}"),
+    };
     match e {
-        ZohoError::Rejected { .. } => UsageError(format!(
-            "Zoho refused the query for --where {criteria:?}: {e}; nothing was stored"
-        ))
-        .into(),
+        ZohoError::Rejected { .. } => {
+            UsageError(format!("Zoho refused {what}: {e}; nothing was stored")).into()
+        }
         other => anyhow::anyhow!("{other}; nothing was stored"),
     }
-}
-
-/// What identifies a query selection for a rerun: the module and criteria.
-fn query_hash(module: &str, criteria: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(format!("coql\n{module}\n{criteria}").as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Add what the calls cost to the credit ledger (best effort: a failure

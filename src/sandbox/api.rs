@@ -475,13 +475,20 @@ async fn delete_ids(
 }
 
 /// `GET /{module}?fields=id&per_page=N`: the first records' IDs (the read
-/// `zdel check` probes with); 204 when the module has none.
+/// `zdel check` probes with); 204 when the module has none. With `cvid`:
+/// the view's live records in pages of `per_page` (≤ 200): `page` 1–10
+/// without a token, then `page_token` from `info.next_page_token`, up to
+/// 100,000 records (Zoho's limits and error codes); 3 credits a call.
 async fn get_records(
     State(sb): State<Sandbox>,
     Path((_version, module)): Path<(String, String)>,
+    Query(params): Query<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     gated(&sb, &headers, "read", &module, &[], |inner, _| {
+        if let Some(cvid) = params.get("cvid") {
+            return answered(view_page(inner, &module, cvid, &params));
+        }
         let mut ids: Vec<&String> = inner.records.get(&module).into_iter().flatten().collect();
         ids.sort();
         match ids.first() {
@@ -493,6 +500,88 @@ async fn get_records(
         }
     })
     .await
+}
+
+/// Records of a view reachable by Get Records: 100,000 (Zoho's limit).
+const VIEW_PAGING_LIMIT: usize = 100_000;
+/// Pages reachable without a page token.
+const DISCRETE_PAGES: usize = 10;
+
+/// One page of the view `cvid` (see [`get_records`]).
+fn view_page(
+    inner: &mut Inner,
+    module: &str,
+    cvid: &str,
+    params: &std::collections::HashMap<String, String>,
+) -> Response {
+    let Some(view) = inner.views.get(&(module.to_string(), cvid.to_string())) else {
+        return zoho_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_DATA",
+            "the given cvid seems to be invalid",
+        );
+    };
+    let per_page: usize = params
+        .get("per_page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(200)
+        .clamp(1, 200);
+    // A token says where its page starts: "{cvid}:{offset}" (Zoho's are
+    // opaque and bound to the request's parameters).
+    let start = match (params.get("page_token"), params.get("page")) {
+        (Some(token), _) => match token
+            .strip_prefix(&format!("{cvid}:"))
+            .and_then(|o| o.parse::<usize>().ok())
+        {
+            Some(offset) => offset,
+            None => {
+                return zoho_error(
+                    StatusCode::BAD_REQUEST,
+                    "TOKEN_BOUND_DATA_MISMATCH",
+                    "the page token does not belong to this request",
+                );
+            }
+        },
+        (None, page) => {
+            let page: usize = page.and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
+            if page > DISCRETE_PAGES {
+                return zoho_error(
+                    StatusCode::BAD_REQUEST,
+                    "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
+                    "use page_token to fetch more than 2000 records",
+                );
+            }
+            (page - 1) * per_page
+        }
+    };
+    if start + per_page > VIEW_PAGING_LIMIT {
+        return zoho_error(
+            StatusCode::BAD_REQUEST,
+            "PAGINATION_LIMIT_EXCEEDED",
+            "pagination limit exceeded: at most 100000 records can be fetched this way",
+        );
+    }
+    inner.extra_credits = 2;
+    let records = inner.records.get(module);
+    let live: Vec<&String> = view
+        .iter()
+        .filter(|id| records.is_some_and(|r| r.contains(*id)))
+        .collect();
+    let page: Vec<&&String> = live.iter().skip(start).take(per_page).collect();
+    if page.is_empty() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let more = live.len() > start + page.len();
+    let mut info = json!({
+        "per_page": per_page,
+        "count": page.len(),
+        "more_records": more,
+    });
+    if more {
+        info["next_page_token"] = json!(format!("{cvid}:{}", start + page.len()));
+    }
+    let data: Vec<serde_json::Value> = page.iter().map(|id| json!({ "id": id })).collect();
+    Json(json!({ "data": data, "info": info })).into_response()
 }
 
 /// `POST /coql {"select_query": "…"}`: the COQL subset of [`super::coql`],

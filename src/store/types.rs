@@ -632,6 +632,8 @@ pub enum SelectionMethod {
     Csv,
     /// `zdel select --where`: a COQL query, paged by id.
     Coql,
+    /// `zdel select --cvid`: a custom view's records, by Get Records.
+    Cvid,
 }
 
 impl SelectionMethod {
@@ -641,6 +643,7 @@ impl SelectionMethod {
             SelectionMethod::File => "file",
             SelectionMethod::Csv => "csv",
             SelectionMethod::Coql => "coql",
+            SelectionMethod::Cvid => "cvid",
         }
     }
 }

@@ -26,6 +26,7 @@ mod auth;
 mod call;
 mod coql;
 mod error;
+mod view;
 pub mod vocab;
 
 use std::num::NonZeroU32;
@@ -41,6 +42,7 @@ pub use auth::{AccessToken, TokenInfo, TokenSource, api_domain_for, data_centre_
 pub use call::Call;
 pub use coql::{COQL_PAGE, CoqlPage, coql_credits};
 pub use error::ZohoError;
+pub use view::{VIEW_PAGE, VIEW_PAGE_CREDITS, ViewCursor, ViewPage};
 pub use vocab::{
     CallCode, JobPhase, JobStatus, MAX_IDS_PER_DELETE, MAX_IDS_PER_MASS_DELETE,
     MAX_RECORDS_PER_VIEW_JOB, ResultCode, ScheduleAnswer,
