@@ -229,6 +229,32 @@ async fn cancel_drops_a_staged_selection_and_a_rerun_starts_afresh() {
         Some(id)
     );
 
+    // Another input holding 5 of the staged IDs: those count as already
+    // queued, and the enqueue says which selection holds them.
+    let other = env.dir.path().join("other.txt");
+    let mut mixed: Vec<String> = leads[..5].to_vec();
+    mixed.extend(ids(500, 5));
+    std::fs::write(&other, mixed.join("\n")).unwrap();
+    let (code, stdout, stderr) = zdel(
+        &env,
+        &[
+            "enqueue",
+            "--module",
+            "Leads",
+            "--file",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.starts_with("queued 5 of 10 ID(s) for delete Leads; 5 skipped"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("note: selection 1 (interrupted) holds 30 staged ID(s) of delete Leads that no worker takes: rerun its command to finish it, or `zdel cancel --selection 1`"),
+        "{stderr}"
+    );
+
     let (code, stdout, stderr) = zdel(&env, &["cancel", "--selection", "1", "--yes"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("30"), "{stdout}");
@@ -236,7 +262,7 @@ async fn cancel_drops_a_staged_selection_and_a_rerun_starts_afresh() {
     assert_eq!(staged(&env).await, 0);
     assert_eq!(env.count_in_state("cancelled").await, 30);
 
-    // Cancelled is not resumed: the same file is a new selection of all 40.
+    // Cancelled is not resumed: the same file is a new selection (3) of all 40.
     let (code, stdout, stderr) = zdel(
         &env,
         &[
@@ -253,8 +279,9 @@ async fn cancel_drops_a_staged_selection_and_a_rerun_starts_afresh() {
         stdout.starts_with("queued 40 of 40 ID(s) for delete Leads;"),
         "{stdout}"
     );
-    assert!(stdout.ends_with("selection 2\n"), "{stdout}");
-    assert_eq!(claimable(&env).await, 40);
+    assert!(stdout.ends_with("selection 3\n"), "{stdout}");
+    // 40 of this selection, 5 of the other input's.
+    assert_eq!(claimable(&env).await, 45);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

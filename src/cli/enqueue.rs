@@ -764,7 +764,8 @@ async fn note_unfinished(store: &crate::store::Store, this: i64) {
     };
     for s in staged
         .iter()
-        .filter(|s| s.selection != this && s.selection_state != "complete")
+        // `queueing` ones may be another enqueue at work right now.
+        .filter(|s| s.selection != this && s.selection_state == "interrupted")
     {
         let id = s.selection;
         eprintln!(
