@@ -1137,6 +1137,69 @@ fn commit() -> String {
     format!("{}{dirty}", out(&["rev-parse", "--short", "HEAD"]))
 }
 
+/// `zdel select` at 100 ms a call: IDs selected per second and credits per
+/// 10,000 IDs, by COQL (`--where`, 2,000 a page) and by a view's Get
+/// Records (`--cvid`, 200 a page), the `zdel` binary against the sandbox.
+async fn selecting(b: &mut Bench) -> Result<()> {
+    let n: u64 = if b.quick { 20_000 } else { 100_000 };
+    for (how, args) in [
+        ("COQL --where", vec!["--where", "Lead_Status = 'Junk Lead'"]),
+        ("view --cvid", vec!["--cvid", "3652397000000087501"]),
+    ] {
+        let env = Env::new(Faults {
+            latency: Duration::from_millis(100),
+            credit_budget: Some(10_000_000),
+            ..Faults::default()
+        })
+        .await?;
+        let sb = &env.sandbox.sandbox;
+        // n junk leads and n / 4 others; the view lists the junk ones.
+        let junk: Vec<String> = (0..n).map(id).collect();
+        let lead = |status: &str| {
+            [("Lead_Status".to_string(), status.to_string())]
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>()
+        };
+        sb.add_records_with_fields(
+            "Leads",
+            junk.iter()
+                .map(|i| (i.clone(), lead("Junk Lead")))
+                .chain((n..n + n / 4).map(|i| (id(i), lead("Contacted")))),
+        );
+        sb.add_view("Leads", "3652397000000087501", &junk);
+        let before = sb.stats().credits_used;
+        let started = Instant::now();
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_zdel"))
+            .args(["select", "--module", "Leads", "--yes"])
+            .args(&args)
+            .env_remove("ZDEL_CONFIG")
+            .envs(env.env(&[]))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .await?;
+        let elapsed = started.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            out.status.success(),
+            "zdel select failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let credits = sb.stats().credits_used - before;
+        let calls = sb.stats().calls;
+        b.record(
+            &format!("select {n} IDs by {how}, 100 ms a call"),
+            format!(
+                "**{:.0} IDs/s**, {:.0} credits per 10,000 IDs ({calls} calls, {elapsed:.1} s)",
+                n as f64 / elapsed,
+                credits as f64 * 10_000.0 / n as f64
+            ),
+            "-",
+            None,
+        );
+    }
+    Ok(())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args()
@@ -1192,6 +1255,9 @@ async fn main() -> Result<()> {
     }
     if wanted("credits") {
         credits_run_out(&mut b).await?;
+    }
+    if wanted("select") {
+        selecting(&mut b).await?;
     }
     b.notes.push(format!(
         "whole run: {:.0} s",
