@@ -146,6 +146,18 @@ async fn a_preview_counts_and_samples_and_queues_nothing() {
         .await
         .unwrap();
     assert_eq!(selections, 0);
+
+    // Read by a pipe closed before anything is printed (`| head -0`): it
+    // ends quietly, no panic.
+    let mut child = env
+        .zdel_blocking(&["select", "--module", "Leads", "--where", JUNK, "--preview"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("panicked"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -526,14 +526,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let (selection, resumed) = match store.unfinished_selection(&wanted).await? {
         Some(earlier) => {
             store.resume_selection(earlier.id).await?;
-            eprintln!(
-                "resuming selection {} (started {} by {}@{}, {}): IDs it already staged are kept",
-                earlier.id,
-                super::status::time_of(earlier.created_at),
-                earlier.os_user,
-                earlier.host,
-                earlier.state
-            );
+            say_resuming(&earlier, "IDs it already staged are kept");
             (earlier.id, true)
         }
         None => (
@@ -716,7 +709,7 @@ const RELEASE_ROWS: u32 = 50_000;
 /// Make the complete selection's `queued` staged rows claimable, in
 /// bounded transactions. `None` if a signal stopped it part-way (the
 /// daemon's maintenance releases the rest).
-async fn release(
+pub(super) async fn release(
     store: &crate::store::Store,
     selection: i64,
     queued: u64,
@@ -743,6 +736,18 @@ async fn release(
     };
     progress.finish_and_clear();
     Ok(released)
+}
+
+/// On stderr: the unfinished selection `earlier` is taken up again.
+pub(super) fn say_resuming(earlier: &crate::store::SelectionRow, kept: &str) {
+    eprintln!(
+        "resuming selection {} (started {} by {}@{}, {}): {kept}",
+        earlier.id,
+        super::status::time_of(earlier.created_at),
+        earlier.os_user,
+        earlier.host,
+        earlier.state
+    );
 }
 
 /// "on DATE", or "between DATE and DATE".

@@ -19,6 +19,7 @@
 //! a time (one query in flight: Zoho's query concurrency is small and
 //! deletes need their slots); the credits are added to the ledger.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -246,13 +247,9 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let (selection, mut cursor, mut pages) = match store.unfinished_selection(&wanted).await? {
         Some(earlier) => {
             store.resume_selection(earlier.id).await?;
-            eprintln!(
-                "resuming selection {} (started {} by {}@{}): {} page(s) already stored",
-                earlier.id,
-                super::status::time_of(earlier.created_at),
-                earlier.os_user,
-                earlier.host,
-                earlier.pages
+            super::enqueue::say_resuming(
+                &earlier,
+                &format!("{} page(s) already stored", earlier.pages),
             );
             (earlier.id, earlier.cursor, earlier.pages)
         }
@@ -338,22 +335,33 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let queued = store
         .finish_selection(selection, true, found, already_deleted, now)
         .await?;
-    loop {
-        let step = store.release_selection(selection, 50_000).await?;
-        if step.done {
-            break;
-        }
-    }
+    let released = super::enqueue::release(&store, selection, queued).await?;
     store.close().await;
     let deleted = if already_deleted > 0 {
         format!(", {already_deleted} already deleted by zdel (--again sends them again)")
     } else {
         String::new()
     };
-    println!(
+    quietly_on_a_closed_pipe(writeln!(
+        std::io::stdout(),
         "selected {found} record(s) of {module} in {pages} page(s); queued {queued} for delete{deleted}; selection {selection}"
-    );
+    ))?;
+    if released.is_none() {
+        eprintln!(
+            "zdel: interrupted while releasing selection {selection}: every ID is in; the next zdel serve or drain releases the rest"
+        );
+        return Ok(ExitCode::from(super::exit::INTERRUPTED));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Output to a pipe closed early (`| head`) ends the command quietly; the
+/// process keeps Rust's ignored SIGPIPE, since it holds Zoho's sockets.
+fn quietly_on_a_closed_pipe(written: std::io::Result<()>) -> anyhow::Result<()> {
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// The cursor of a selection whose pages are all stored.
@@ -392,26 +400,31 @@ async fn preview(
         count += ids.len() as u64;
         cursor = Some(next);
     }
-    println!(
-        "{count} record(s) of {module} match {} (counted now: {calls} call(s), {} credit(s); nothing was queued)",
-        query.describe(),
-        calls * query.page_credits()
-    );
-    println!(
-        "a delete would take about {} call(s) of 100 IDs ({} credit(s))",
-        count.div_ceil(100),
-        count.div_ceil(100)
-    );
-    print_sample(&fields, &shown);
+    let mut out = std::io::stdout().lock();
+    quietly_on_a_closed_pipe((|| {
+        writeln!(
+            out,
+            "{count} record(s) of {module} match {} (counted now: {calls} call(s), {} credit(s); nothing was queued)",
+            query.describe(),
+            calls * query.page_credits()
+        )?;
+        writeln!(
+            out,
+            "a delete would take about {} call(s) of 100 IDs ({} credit(s))",
+            count.div_ceil(100),
+            count.div_ceil(100)
+        )?;
+        print_sample(&mut out, &fields, &shown)
+    })())?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_sample(fields: &[String], page: &CoqlPage) {
+fn print_sample(out: &mut impl Write, fields: &[String], page: &CoqlPage) -> std::io::Result<()> {
     if page.rows.is_empty() {
-        return;
+        return Ok(());
     }
-    println!("\nthe first {}:", page.rows.len());
-    println!("  {}", fields.join("\t"));
+    writeln!(out, "\nthe first {}:", page.rows.len())?;
+    writeln!(out, "  {}", fields.join("\t"))?;
     for row in &page.rows {
         let cells: Vec<String> = fields
             .iter()
@@ -421,8 +434,9 @@ fn print_sample(fields: &[String], page: &CoqlPage) {
                 Some(other) => other.to_string(),
             })
             .collect();
-        println!("  {}", cells.join("\t"));
+        writeln!(out, "  {}", cells.join("\t"))?;
     }
+    Ok(())
 }
 
 /// A call, tried again after a transient failure (timeout, 5xx, 429), up
