@@ -1138,13 +1138,21 @@ fn commit() -> String {
 }
 
 /// `zdel select` at 100 ms a call: IDs selected per second and credits per
-/// 10,000 IDs, by COQL (`--where`, 2,000 a page) and by a view's Get
-/// Records (`--cvid`, 200 a page), the `zdel` binary against the sandbox.
+/// 10,000 IDs, by COQL (`--where`, 2,000 a page), by a view's Get Records
+/// (`--cvid`, 200 a page) and by Bulk Read (`--via bulk`: jobs polled
+/// every second that finish on their third poll, as a stand-in for
+/// Zoho's job time), the `zdel` binary against the sandbox.
 async fn selecting(b: &mut Bench) -> Result<()> {
-    let n: u64 = if b.quick { 20_000 } else { 100_000 };
-    for (how, args) in [
-        ("COQL --where", vec!["--where", "Lead_Status = 'Junk Lead'"]),
-        ("view --cvid", vec!["--cvid", "3652397000000087501"]),
+    let scale: u64 = if b.quick { 5 } else { 1 };
+    let coql = vec!["--where", "Lead_Status = 'Junk Lead'"];
+    let view = vec!["--cvid", "3652397000000087501"];
+    for (how, args, via, n) in [
+        ("COQL --where", coql.clone(), "page", 100_000 / scale),
+        ("view --cvid", view.clone(), "page", 100_000 / scale),
+        ("Bulk Read --where", coql.clone(), "bulk", 100_000 / scale),
+        ("Bulk Read --cvid", view.clone(), "bulk", 100_000 / scale),
+        ("COQL --where", coql.clone(), "page", 400_000 / scale),
+        ("Bulk Read --where", coql.clone(), "bulk", 400_000 / scale),
     ] {
         let env = Env::new(Faults {
             latency: Duration::from_millis(100),
@@ -1167,13 +1175,14 @@ async fn selecting(b: &mut Bench) -> Result<()> {
                 .chain((n..n + n / 4).map(|i| (id(i), lead("Contacted")))),
         );
         sb.add_view("Leads", "3652397000000087501", &junk);
+        sb.set_bulk_read(200_000, 2);
         let before = sb.stats().credits_used;
         let started = Instant::now();
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_zdel"))
-            .args(["select", "--module", "Leads", "--yes"])
+            .args(["select", "--module", "Leads", "--yes", "--via", via])
             .args(&args)
             .env_remove("ZDEL_CONFIG")
-            .envs(env.env(&[]))
+            .envs(env.env(&[("SELECT__BULK_POLL_INTERVAL_MS", "1000")]))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .output()

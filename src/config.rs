@@ -65,6 +65,11 @@ pub struct SelectConfig {
     /// A selection of more IDs than this asks before it is released (off
     /// a terminal: needs `--yes`).
     pub confirm_above: u64,
+    /// How often a Bulk Read job's state is asked.
+    pub bulk_poll_interval_ms: u64,
+    /// How long a Bulk Read job may take before `select` stops (exit 130,
+    /// the job's id kept: the same command goes on polling it).
+    pub bulk_max_wait_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

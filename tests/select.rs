@@ -72,7 +72,9 @@ async fn a_selection_snapshots_every_match_past_the_offset_ceiling() {
 
     let (code, stdout, stderr) = zdel(
         &env,
-        &["select", "--module", "Leads", "--where", JUNK, "--yes"],
+        &[
+            "select", "--module", "Leads", "--where", JUNK, "--yes", "--via", "page",
+        ],
     );
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
@@ -125,13 +127,18 @@ async fn a_preview_counts_and_samples_and_queues_nothing() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stdout.starts_with(
-            "4000 record(s) of Leads match \"Lead_Status = 'Junk Lead'\" (counted now: 2 call(s), 6 credit(s); nothing was queued)\n"
+            "4000 record(s) of Leads match \"Lead_Status = 'Junk Lead'\" (Zoho's Record Count, 1 credit; it may be 1-10 minutes stale, the snapshot counts them exactly)\n\
+             selecting them: 2 COQL call(s) of 2,000 (6 credit(s)) with --via page, or 1 Bulk Read job(s) (about 61 credit(s)) with --via bulk; --via auto takes paging\n\
+             deleting them: 40 DELETE call(s) of 100 IDs (40 credit(s))\n\
+             nothing was queued\n"
         ),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("a delete would take about 40 call(s) of 100 IDs"),
-        "{stdout}"
+    assert_eq!(env.calls_to("record_count"), 1);
+    assert_eq!(
+        env.calls_to("coql"),
+        2,
+        "the check and the sample, no paging"
     );
     assert!(
         stdout.contains(&format!(
@@ -303,7 +310,9 @@ async fn a_view_is_selected_by_page_then_by_token() {
     let (code, stdout, stderr) = zdel(&env, &preview);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
-        stdout.starts_with("2500 record(s) of Leads match view 3652397000000087501 (counted now: 13 call(s), 39 credit(s); nothing was queued)"),
+        stdout.starts_with(
+            "2500 record(s) of Leads match view 3652397000000087501 (Zoho's Record Count"
+        ),
         "{stdout}"
     );
     assert!(queued(&env).await.is_empty());
@@ -332,4 +341,142 @@ async fn a_view_is_selected_by_page_then_by_token() {
         stderr.contains("Zoho refused --cvid 99: INVALID_DATA"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_read_selects_across_two_result_pages_and_resumes_the_job_it_stored() {
+    let mut env = TestEnv::new(Faults {
+        credit_budget: Some(1_000_000),
+        ..Faults::default()
+    })
+    .await;
+    env.set("SELECT__BULK_POLL_INTERVAL_MS", "20");
+    // 208,000 matches: a first result page of Zoho's 200,000, then 8,000.
+    let want = seed(&env, 260_000);
+    assert_eq!(want.len(), 208_000);
+    // The first job stays IN PROGRESS until the test lets it finish.
+    env.sb().set_bulk_read(200_000, u32::MAX);
+    let args = ["select", "--module", "Leads", "--where", JUNK, "--yes"];
+    let child = env.zdel(&args).spawn().unwrap();
+    let cursor = || async {
+        sqlx::query_scalar::<_, String>("SELECT coalesce(cursor, '') FROM selections WHERE id = 1")
+            .fetch_one(&env.sql)
+            .await
+            .unwrap_or_default()
+    };
+    wait_until(Duration::from_secs(60), "the job polled", || async {
+        cursor().await.contains("|job=") && env.calls_to("bulk_read_status") >= 2
+    })
+    .await;
+    signal(&child, libc::SIGINT);
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    // --via auto took Bulk Read for Zoho's count of 208,000 (paging: 315
+    // credits; Bulk Read: about 122), and stored the job's id before polling it.
+    assert_eq!(env.calls_to("record_count"), 1);
+    assert_eq!(env.calls_to("bulk_read"), 1);
+    let stopped = cursor().await;
+    assert!(
+        stopped.starts_with("bulk|from=page:1|job=") && stopped.ends_with("|rows=0"),
+        "{stopped}"
+    );
+    assert!(queued(&env).await.is_empty());
+
+    // The rerun polls the same job (no new one), then the next page's job.
+    env.sb().set_bulk_read(200_000, 1);
+    let (code, stdout, stderr) = zdel(&env, &args);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("resuming selection 1"), "{stderr}");
+    assert_eq!(
+        stdout,
+        "selected 208000 record(s) of Leads by Bulk Read; queued 208000 for delete; selection 1\n"
+    );
+    assert_eq!(queued(&env).await, want, "every match, once, nothing else");
+    assert_eq!(claimable(&env).await, 208_000);
+    assert_eq!(env.calls_to("bulk_read"), 2, "one job per result page");
+    assert_eq!(env.sb().bulk_downloads(), (2, 0));
+    assert_eq!(
+        env.calls_to("record_count"),
+        1,
+        "a resumed selection is not counted again"
+    );
+    let (method, cursor): (String, String) =
+        sqlx::query_as("SELECT method, cursor FROM selections WHERE id = 1")
+            .fetch_one(&env.sql)
+            .await
+            .unwrap();
+    assert_eq!((method.as_str(), cursor.as_str()), ("bulk", "done"));
+    // Credits: the two checks, the count, 2 jobs of 50, every poll, 2 downloads.
+    let polls = env.calls_to("bulk_read_status") as i64;
+    let spent: i64 = sqlx::query_scalar("SELECT coalesce(sum(credits), 0) FROM credit_ledger")
+        .fetch_one(&env.sql)
+        .await
+        .unwrap_or(0);
+    assert_eq!(spent, 2 + 1 + 100 + polls + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_bulk_read_job_stores_nothing_and_the_rerun_starts_a_new_one() {
+    let mut env = TestEnv::new(Faults::default()).await;
+    env.set("SELECT__BULK_POLL_INTERVAL_MS", "20");
+    let want = seed(&env, 500);
+    env.sb().set_bulk_read(200_000, 1);
+    env.sb().fail_bulk_reads(1);
+    let args = [
+        "select", "--module", "Leads", "--where", JUNK, "--via", "bulk", "--yes",
+    ];
+    let (code, _, stderr) = zdel(&env, &args);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("failed (FAILURE)"), "{stderr}");
+    assert!(queued(&env).await.is_empty());
+    let (code, stdout, stderr) = zdel(&env, &args);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.starts_with("selected 400 record(s)"), "{stdout}");
+    assert_eq!(queued(&env).await, want);
+    assert_eq!(env.calls_to("bulk_read"), 2);
+
+    // Criteria Bulk Read cannot say are refused before anything is stored.
+    let (code, _, stderr) = zdel(
+        &env,
+        &[
+            "select",
+            "--module",
+            "Leads",
+            "--where",
+            "Last_Name not like 'Doe1%'",
+            "--via",
+            "bulk",
+            "--yes",
+        ],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("Bulk Read has no way to say"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_says_the_calls_and_credits_and_stores_nothing() {
+    let env = TestEnv::new(Faults::default()).await;
+    seed(&env, 5_000);
+    // Record Count cannot say `like '%x'`: counted by paging instead.
+    let (code, stdout, stderr) = zdel(
+        &env,
+        &[
+            "select",
+            "--module",
+            "Leads",
+            "--where",
+            "Last_Name like '%7'",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "500 record(s) of Leads match \"Last_Name like '%7'\" (counted now: 1 call(s), 3 credit(s); no Record Count: Record Count has no way to say Last_Name like '%7' (only like 'x%'))\n\
+         selecting them: 1 COQL call(s) of 2,000 (3 credit(s)) with --via page, or 1 Bulk Read job(s) (about 61 credit(s)) with --via bulk; --via auto takes paging\n\
+         deleting them: 5 DELETE call(s) of 100 IDs (5 credit(s))\n\
+         nothing was queued\n"
+    );
+    assert_eq!(env.calls_to("record_count"), 0);
+    assert!(queued(&env).await.is_empty());
 }

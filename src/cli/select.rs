@@ -27,8 +27,12 @@ use clap::Args;
 use super::UsageError;
 use crate::config::Config;
 use crate::store::{NewSelection, RequestTemplate, SelectionMethod, Store};
+use crate::zoho::criteria::{
+    Expr, Untranslatable, bulk_criteria, parse_criteria, search_criteria, selects_everything,
+};
 use crate::zoho::{
-    COQL_PAGE, CoqlPage, VIEW_PAGE_CREDITS, ViewCursor, ZohoClient, ZohoError, coql_credits,
+    BULK_JOB_CREDITS, BULK_PAGE, BulkFrom, BulkState, COQL_PAGE, CoqlPage, CountOf, VIEW_PAGE,
+    VIEW_PAGE_CREDITS, ViewCursor, ZohoClient, ZohoError, coql_credits,
 };
 
 #[derive(Debug, Args)]
@@ -68,6 +72,24 @@ pub struct Opts {
     /// Queue IDs zdel already deleted too.
     #[arg(long)]
     again: bool,
+    /// How the IDs are fetched: `page` (COQL pages of 2,000, or a view's
+    /// pages of 200), `bulk` (Bulk Read jobs of up to 200,000, as a ZIP),
+    /// or `auto`: Bulk Read when Zoho's count says it costs under half the
+    /// credits of paging, or a view has more than 100,000 records.
+    #[arg(long, value_enum, default_value_t = Via::Auto)]
+    via: Via,
+    /// Show the calls the selection and the deletion would make and their
+    /// credits, and queue nothing.
+    #[arg(long, conflicts_with = "preview")]
+    dry_run: bool,
+}
+
+/// How a selection's IDs are fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Via {
+    Page,
+    Bulk,
+    Auto,
 }
 
 /// Failed calls in a row (timeouts, 5xx, 429) before a snapshot stops and
@@ -84,18 +106,65 @@ enum Query<'a> {
 
 impl Query<'_> {
     /// What `zdel selections` shows as the source.
-    fn source(&self, module: &str) -> String {
+    fn source(&self, module: &str, bulk: bool) -> String {
+        let by = if bulk { "bulk read: " } else { "" };
         match self {
-            Query::Coql { criteria } => format!("select id from {module} where ({criteria})"),
-            Query::View { cvid } => format!("view {cvid} of {module}"),
+            Query::Coql { criteria } => format!("{by}select id from {module} where ({criteria})"),
+            Query::View { cvid } => format!("{by}view {cvid} of {module}"),
         }
     }
 
-    fn method(&self) -> SelectionMethod {
+    fn method(&self, bulk: bool) -> SelectionMethod {
         match self {
+            _ if bulk => SelectionMethod::Bulk,
             Query::Coql { .. } => SelectionMethod::Coql,
             Query::View { .. } => SelectionMethod::Cvid,
         }
+    }
+
+    /// Records one page holds.
+    fn page_size(&self) -> u64 {
+        match self {
+            Query::Coql { .. } => u64::from(COQL_PAGE),
+            Query::View { .. } => u64::from(VIEW_PAGE),
+        }
+    }
+
+    /// Credits paging through `n` records would cost.
+    fn paging_credits(&self, n: u64) -> u64 {
+        n.div_ceil(self.page_size()).max(1) * self.page_credits()
+    }
+
+    /// The criteria read (`None`: every record), for `api` to be told them.
+    fn criteria(&self, api: &'static str) -> Result<Option<Expr>, Untranslatable> {
+        let Query::Coql { criteria } = self else {
+            return Ok(None);
+        };
+        let expr = parse_criteria(criteria).map_err(|e| Untranslatable {
+            api,
+            what: format!("criteria zdel cannot read ({})", e.message),
+        })?;
+        Ok((!selects_everything(&expr)).then_some(expr))
+    }
+
+    /// How Record Count is asked for these records, or why it cannot be.
+    fn count_of(&self) -> Result<(Option<String>, Option<&str>), Untranslatable> {
+        let criteria = match self.criteria("Record Count")? {
+            Some(expr) => Some(search_criteria(&expr)?),
+            None => None,
+        };
+        let cvid = match self {
+            Query::View { cvid } => Some(*cvid),
+            Query::Coql { .. } => None,
+        };
+        Ok((criteria, cvid))
+    }
+
+    /// The criteria as Bulk Read takes them (`None`: every record / the view).
+    fn bulk_criteria(&self) -> Result<Option<serde_json::Value>, Untranslatable> {
+        self.criteria("Bulk Read")?
+            .map(|expr| bulk_criteria(&expr))
+            .transpose()
     }
 
     /// What identifies the selection for a rerun.
@@ -126,6 +195,26 @@ impl Query<'_> {
             Query::View { .. } => VIEW_PAGE_CREDITS,
         }
     }
+}
+
+/// Credits Bulk Read would cost for `n` records: a job a 200,000, each
+/// with its polls (about [`BULK_POLLS`]) and a download.
+fn bulk_credits(n: u64) -> u64 {
+    n.div_ceil(BULK_PAGE).max(1) * (BULK_JOB_CREDITS + BULK_POLLS + 1)
+}
+
+/// Polls a Bulk Read job is expected to take, for the estimate.
+const BULK_POLLS: u64 = 10;
+
+/// Records a view gives through Get Records at most (Zoho's limit).
+const VIEW_PAGING_LIMIT: u64 = 100_000;
+
+/// `--via auto`: Bulk Read when it costs less than half the credits of
+/// paging (its job's wait has to buy something), or when a view holds more
+/// than Get Records can page through.
+fn auto_picks_bulk(query: &Query<'_>, count: u64) -> bool {
+    let view_too_big = matches!(query, Query::View { .. }) && count > VIEW_PAGING_LIMIT;
+    view_too_big || 2 * bulk_credits(count) < query.paging_credits(count)
 }
 
 /// The page at `cursor` (`None`: the first), with retries; its IDs, and
@@ -223,7 +312,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         }
     }
 
-    if opts.preview {
+    if opts.preview || opts.dry_run {
         let result = preview(&client, &slot, &opts, &query).await;
         drop(slot);
         keep_credits(&config, &client).await;
@@ -232,11 +321,11 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
 
     let store = super::open_store(&config).await?;
     let template = RequestTemplate::delete(module, !opts.no_workflow);
-    let wanted = NewSelection {
+    let wanted = |bulk: bool| NewSelection {
         module: module.clone(),
         operation: template.operation,
-        method: query.method(),
-        source: Some(query.source(module)),
+        method: query.method(bulk),
+        source: Some(query.source(module, bulk)),
         source_hash: Some(query.hash(module)),
         shape: Some(template.shape()),
         wf_trigger: template.wf_trigger,
@@ -244,26 +333,80 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         os_user: crate::store::this_user(),
         host: crate::store::this_host(),
     };
-    let (selection, mut cursor, mut pages) = match store.unfinished_selection(&wanted).await? {
-        Some(earlier) => {
+    // An unfinished selection of the same query goes on the way it began.
+    let mut earlier = None;
+    for bulk in [false, true] {
+        if let Some(found) = store.unfinished_selection(&wanted(bulk)).await? {
+            earlier = Some((found, bulk));
+            break;
+        }
+    }
+    let (selection, mut cursor, mut pages, bulk) = match earlier {
+        Some((earlier, bulk)) => {
             store.resume_selection(earlier.id).await?;
             super::enqueue::say_resuming(
                 &earlier,
                 &format!("{} page(s) already stored", earlier.pages),
             );
-            (earlier.id, earlier.cursor, earlier.pages)
+            (earlier.id, earlier.cursor, earlier.pages, bulk)
         }
-        None => (
-            store
-                .begin_selection(&wanted, crate::clock::now_ms())
-                .await?,
-            None,
-            0,
-        ),
+        None => {
+            let bulk = match opts.via {
+                Via::Page => false,
+                Via::Bulk => true,
+                Via::Auto => match count(&client, &slot, module, &query).await {
+                    Ok(n) => auto_picks_bulk(&query, n),
+                    Err(e) => {
+                        tracing::info!(error = %e, "no count for --via auto: paging");
+                        false
+                    }
+                },
+            };
+            let id = store
+                .begin_selection(&wanted(bulk), crate::clock::now_ms())
+                .await?;
+            (id, None, 0, bulk)
+        }
+    };
+    let bulk_query = if bulk {
+        match query.bulk_criteria() {
+            Ok(criteria) => Some(criteria),
+            Err(e) => {
+                let _ = store
+                    .finish_selection(selection, false, 0, 0, crate::clock::now_ms())
+                    .await;
+                store.close().await;
+                return Err(UsageError(format!(
+                    "--via bulk: {e}; use --via page (COQL says it), nothing was stored"
+                ))
+                .into());
+            }
+        }
+    } else {
+        None
     };
 
     // 3. The snapshot, page by page, each stored before the next is asked.
     let fetched = async {
+        if let Some(criteria) = &bulk_query {
+            let bulk = BulkSnapshot {
+                client: &client,
+                slot: &slot,
+                store: &store,
+                template: &template,
+                selection,
+                again: opts.again,
+                module,
+                criteria: criteria.as_ref(),
+                cvid: match &query {
+                    Query::View { cvid } => Some(*cvid),
+                    Query::Coql { .. } => None,
+                },
+                poll: std::time::Duration::from_millis(config.select.bulk_poll_interval_ms.max(1)),
+                max_wait: std::time::Duration::from_secs(config.select.bulk_max_wait_s),
+            };
+            return bulk.run(&mut cursor, &mut pages).await;
+        }
         let mut already_deleted = 0u64;
         while cursor.as_deref() != Some(DONE) {
             let (ids, next) = fetch(&client, &slot, module, &query, cursor.as_deref()).await?;
@@ -337,6 +480,11 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         .await?;
     let released = super::enqueue::release(&store, selection, queued).await?;
     store.close().await;
+    let how = if bulk {
+        "by Bulk Read".to_string()
+    } else {
+        format!("in {pages} page(s)")
+    };
     let deleted = if already_deleted > 0 {
         format!(", {already_deleted} already deleted by zdel (--again sends them again)")
     } else {
@@ -344,7 +492,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     };
     quietly_on_a_closed_pipe(writeln!(
         std::io::stdout(),
-        "selected {found} record(s) of {module} in {pages} page(s); queued {queued} for delete{deleted}; selection {selection}"
+        "selected {found} record(s) of {module} {how}; queued {queued} for delete{deleted}; selection {selection}"
     ))?;
     if released.is_none() {
         eprintln!(
@@ -367,8 +515,10 @@ fn quietly_on_a_closed_pipe(written: std::io::Result<()>) -> anyhow::Result<()> 
 /// The cursor of a selection whose pages are all stored.
 const DONE: &str = "done";
 
-/// `--preview`: the count (by paging the IDs, nothing stored) and, for a
-/// query, a sample with the `--show` fields.
+/// `--preview` and `--dry-run`: the count (Zoho's Record Count, or by
+/// paging the IDs when Record Count cannot say the criteria), the calls
+/// selecting and deleting them would make and their credits, and (preview,
+/// for a query) a sample with the `--show` fields. Nothing is stored.
 async fn preview(
     client: &ZohoClient,
     slot: &crate::zoho::CallSlot,
@@ -379,7 +529,7 @@ async fn preview(
     let mut fields = vec!["id".to_string()];
     fields.extend(opts.show.iter().filter(|f| *f != "id").cloned());
     let shown = match query {
-        Query::Coql { criteria } => {
+        Query::Coql { criteria } if opts.preview => {
             let sample = opts.sample.clamp(1, COQL_PAGE);
             let text = format!(
                 "select {} from {module} where ({criteria}) order by id asc limit {sample}",
@@ -390,30 +540,62 @@ async fn preview(
                 .await
                 .map_err(|e| refused(&e, query))?
         }
-        Query::View { .. } => CoqlPage::default(),
+        _ => CoqlPage::default(),
     };
-    let (mut count, mut calls) = (0u64, 0u64);
-    let mut cursor: Option<String> = None;
-    while cursor.as_deref() != Some(DONE) {
-        let (ids, next) = fetch(client, slot, module, query, cursor.as_deref()).await?;
-        calls += 1;
-        count += ids.len() as u64;
-        cursor = Some(next);
-    }
+    let (count, how) = match count(client, slot, module, query).await {
+        Ok(n) => (
+            n,
+            "Zoho's Record Count, 1 credit; it may be 1-10 minutes stale, the snapshot counts them exactly".to_string(),
+        ),
+        Err(why) => {
+            let (mut n, mut calls) = (0u64, 0u64);
+            let mut cursor: Option<String> = None;
+            while cursor.as_deref() != Some(DONE) {
+                let (ids, next) = fetch(client, slot, module, query, cursor.as_deref()).await?;
+                calls += 1;
+                n += ids.len() as u64;
+                cursor = Some(next);
+            }
+            (
+                n,
+                format!(
+                    "counted now: {calls} call(s), {} credit(s); no Record Count: {why:#}",
+                    calls * query.page_credits()
+                ),
+            )
+        }
+    };
+    let paging = match query {
+        Query::Coql { .. } => "COQL call(s) of 2,000",
+        Query::View { .. } => "Get Records call(s) of 200",
+    };
+    let pages = count.div_ceil(query.page_size()).max(1);
+    let jobs = count.div_ceil(BULK_PAGE).max(1);
+    let auto = if auto_picks_bulk(query, count) {
+        "Bulk Read"
+    } else {
+        "paging"
+    };
     let mut out = std::io::stdout().lock();
     quietly_on_a_closed_pipe((|| {
         writeln!(
             out,
-            "{count} record(s) of {module} match {} (counted now: {calls} call(s), {} credit(s); nothing was queued)",
+            "{count} record(s) of {module} match {} ({how})",
             query.describe(),
-            calls * query.page_credits()
         )?;
         writeln!(
             out,
-            "a delete would take about {} call(s) of 100 IDs ({} credit(s))",
+            "selecting them: {pages} {paging} ({} credit(s)) with --via page, or {jobs} Bulk Read job(s) (about {} credit(s)) with --via bulk; --via auto takes {auto}",
+            query.paging_credits(count),
+            bulk_credits(count),
+        )?;
+        writeln!(
+            out,
+            "deleting them: {} DELETE call(s) of 100 IDs ({} credit(s))",
             count.div_ceil(100),
             count.div_ceil(100)
         )?;
+        writeln!(out, "nothing was queued")?;
         print_sample(&mut out, &fields, &shown)
     })())?;
     Ok(ExitCode::SUCCESS)
@@ -504,4 +686,285 @@ async fn keep_credits(config: &Config, client: &ZohoClient) {
             .await;
         store.close().await;
     }
+}
+
+/// Zoho's Record Count of the query's records (1 credit; Zoho says it may
+/// be 1–10 minutes stale).
+async fn count(
+    client: &ZohoClient,
+    slot: &crate::zoho::CallSlot,
+    module: &str,
+    query: &Query<'_>,
+) -> anyhow::Result<u64> {
+    let (criteria, cvid) = query.count_of()?;
+    let of = match (&criteria, cvid) {
+        (Some(c), _) => CountOf::Criteria(c),
+        (None, Some(v)) => CountOf::View(v),
+        (None, None) => CountOf::All,
+    };
+    with_retries(|| client.record_count(slot, module, of)).await
+}
+
+/// Where a Bulk Read selection is, as stored in `selections.cursor`:
+/// `bulk|from=page:1` (the next job starts there), then `…|job=J|rows=N`
+/// once job J is created (its id stored before it is polled), N of its
+/// rows stored; [`DONE`] after the last job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BulkCursor {
+    from: BulkFrom,
+    job: Option<String>,
+    rows: u64,
+}
+
+impl BulkCursor {
+    fn start() -> BulkCursor {
+        BulkCursor {
+            from: BulkFrom::Page(1),
+            job: None,
+            rows: 0,
+        }
+    }
+
+    fn to_text(&self) -> String {
+        let from = match &self.from {
+            BulkFrom::Page(n) => format!("page:{n}"),
+            BulkFrom::Token(t) => format!("token:{t}"),
+        };
+        match &self.job {
+            Some(job) => format!("bulk|from={from}|job={job}|rows={}", self.rows),
+            None => format!("bulk|from={from}"),
+        }
+    }
+
+    fn from_text(text: &str) -> Option<BulkCursor> {
+        let mut parts = text.split('|');
+        if parts.next() != Some("bulk") {
+            return None;
+        }
+        let mut cursor = BulkCursor::start();
+        for part in parts {
+            let (key, value) = part.split_once('=')?;
+            match key {
+                "from" => {
+                    cursor.from = if let Some(n) = value.strip_prefix("page:") {
+                        BulkFrom::Page(n.parse().ok()?)
+                    } else {
+                        BulkFrom::Token(value.strip_prefix("token:")?.to_string())
+                    }
+                }
+                "job" => cursor.job = Some(value.to_string()),
+                "rows" => cursor.rows = value.parse().ok()?,
+                _ => return None,
+            }
+        }
+        Some(cursor)
+    }
+}
+
+/// IDs stored a transaction while a Bulk Read result is read.
+const BULK_CHUNK: usize = 10_000;
+/// Downloads Zoho allows a minute.
+const DOWNLOADS_PER_MINUTE: usize = 10;
+
+/// A selection by Bulk Read jobs: create a job (its id stored at once),
+/// poll it, stream its ZIP to a file, store its IDs chunk by chunk with
+/// the cursor, then the next job from the result's `next_page_token`.
+struct BulkSnapshot<'a> {
+    client: &'a ZohoClient,
+    slot: &'a crate::zoho::CallSlot,
+    store: &'a Store,
+    template: &'a RequestTemplate,
+    selection: i64,
+    again: bool,
+    module: &'a str,
+    criteria: Option<&'a serde_json::Value>,
+    cvid: Option<&'a str>,
+    poll: std::time::Duration,
+    max_wait: std::time::Duration,
+}
+
+impl BulkSnapshot<'_> {
+    /// Store `cursor` (and `ids`) in one transaction; IDs already deleted.
+    async fn store(&self, ids: Vec<String>, cursor: &BulkCursor) -> anyhow::Result<u64> {
+        let mut enqueuer = self
+            .store
+            .begin_enqueue_into(self.selection, true, self.again)
+            .await?;
+        let mut chunk = crate::store::IdChunk::with_capacity(ids.len());
+        for id in &ids {
+            chunk.push(id);
+        }
+        let added = enqueuer.add_chunk(self.template, chunk).await?;
+        enqueuer.record_page(&cursor.to_text()).await?;
+        enqueuer.commit().await?;
+        Ok(added.already_deleted)
+    }
+
+    async fn run(&self, cursor: &mut Option<String>, pages: &mut i64) -> anyhow::Result<u64> {
+        let mut at = match cursor.as_deref() {
+            None => BulkCursor::start(),
+            Some(DONE) => return Ok(0),
+            Some(text) => BulkCursor::from_text(text).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the stored cursor {text:?} is not a Bulk Read cursor: cancel the selection and start again"
+                )
+            })?,
+        };
+        let mut already_deleted = 0;
+        let mut downloads: std::collections::VecDeque<std::time::Instant> = Default::default();
+        loop {
+            let job = match &at.job {
+                Some(job) => job.clone(),
+                None => {
+                    let job = with_retries(|| {
+                        self.client.create_bulk_read(
+                            self.slot,
+                            self.module,
+                            self.criteria,
+                            self.cvid,
+                            &at.from,
+                        )
+                    })
+                    .await?;
+                    at.job = Some(job.clone());
+                    at.rows = 0;
+                    already_deleted += self.store(Vec::new(), &at).await?;
+                    *pages += 1;
+                    eprintln!("zdel: Bulk Read job {job} created; waiting for Zoho to finish it");
+                    job
+                }
+            };
+            // Poll until it ends, or the wait runs out (the job id is kept).
+            let started = std::time::Instant::now();
+            let result = loop {
+                let polled = with_retries(|| self.client.bulk_read_job(self.slot, &job)).await;
+                match polled {
+                    Ok(j) if j.state == BulkState::Completed => match j.result {
+                        Some(result) => break result,
+                        None => anyhow::bail!(
+                            "Bulk Read job {job} is COMPLETED but Zoho gave no result; run the same command again"
+                        ),
+                    },
+                    Ok(j) if j.state == BulkState::Failure => {
+                        // A new job from the same place next time.
+                        at.job = None;
+                        self.store(Vec::new(), &at).await?;
+                        anyhow::bail!(
+                            "Zoho says Bulk Read job {job} failed (FAILURE); run the same command again to start a new job"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) if is_gone(&e) => {
+                        // Expired or unknown: a new job, its rows deduplicated.
+                        at.job = None;
+                        self.store(Vec::new(), &at).await?;
+                        anyhow::bail!(
+                            "Zoho no longer knows Bulk Read job {job} ({e:#}); run the same command again to start a new one"
+                        );
+                    }
+                    Err(e) => return Err(e),
+                }
+                if started.elapsed() > self.max_wait {
+                    anyhow::bail!(
+                        "Bulk Read job {job} has not finished after {} s (select.bulk_max_wait_s); its id is kept: run the same command again to go on waiting",
+                        self.max_wait.as_secs()
+                    );
+                }
+                tokio::time::sleep(self.poll).await;
+            };
+            // Under Zoho's 10 downloads a minute, whatever else this run did.
+            while downloads.len() >= DOWNLOADS_PER_MINUTE {
+                let oldest = downloads[0];
+                let wait = std::time::Duration::from_secs(60).saturating_sub(oldest.elapsed());
+                if wait.is_zero() {
+                    downloads.pop_front();
+                } else {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            downloads.push_back(std::time::Instant::now());
+            let file = self.download(&job).await?;
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<String>>(2);
+            let skip = at.rows;
+            let reading_job = job.clone();
+            let reader = tokio::task::spawn_blocking(move || {
+                crate::zoho::read_result_ids(file, &reading_job, skip, BULK_CHUNK, |ids| {
+                    tx.blocking_send(ids)
+                })
+            });
+            while let Some(ids) = rx.recv().await {
+                at.rows += ids.len() as u64;
+                already_deleted += self.store(ids, &at).await?;
+                *pages += 1;
+            }
+            match reader.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(anyhow::Error::new(e).context("a Bulk Read result")),
+                Err(e) => anyhow::bail!("reading a Bulk Read result stopped: {e}"),
+            }
+            at = match result.next {
+                Some(from) => BulkCursor {
+                    from,
+                    job: None,
+                    rows: 0,
+                },
+                None => {
+                    let mut enqueuer = self
+                        .store
+                        .begin_enqueue_into(self.selection, true, self.again)
+                        .await?;
+                    enqueuer.record_page(DONE).await?;
+                    enqueuer.commit().await?;
+                    *cursor = Some(DONE.to_string());
+                    return Ok(already_deleted);
+                }
+            };
+            self.store(Vec::new(), &at).await?;
+            *cursor = Some(at.to_text());
+        }
+    }
+
+    /// The job's ZIP, streamed into an anonymous temporary file.
+    async fn download(&self, job: &str) -> anyhow::Result<std::fs::File> {
+        use tokio::io::AsyncWriteExt;
+        let mut tries = 0;
+        loop {
+            let mut download =
+                with_retries(|| self.client.download_bulk_read(self.slot, job)).await?;
+            let file = tempfile::tempfile().map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot make a temporary file for a Bulk Read result ({e}); check TMPDIR's disk"
+                )
+            })?;
+            let mut out = tokio::fs::File::from_std(file.try_clone()?);
+            let written = async {
+                while let Some(chunk) = download.chunk().await? {
+                    out.write_all(&chunk).await?;
+                }
+                out.flush().await?;
+                anyhow::Ok(())
+            }
+            .await;
+            match written {
+                Ok(()) => return Ok(file),
+                Err(e) if tries + 1 < MAX_TRIES && e.downcast_ref::<ZohoError>().is_some() => {
+                    tries += 1;
+                    tracing::warn!(error = %e, "a Bulk Read download broke off; downloading again");
+                }
+                Err(e) => {
+                    return Err(e.context(format!("downloading Bulk Read job {job}'s result")));
+                }
+            }
+        }
+    }
+}
+
+/// A job Zoho no longer knows (404, or its code for a missing resource).
+fn is_gone(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<ZohoError>(),
+            Some(z) if z.http_status() == Some(404)
+        )
+    })
 }

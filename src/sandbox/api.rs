@@ -1,6 +1,7 @@
 //! The sandbox's HTTP side: the token endpoint and every delete endpoint,
 //! each wrapped by [`gated`] (auth, counting, latency, injected faults).
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use axum::Json;
@@ -9,7 +10,7 @@ use axum::body::Body;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
+use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -21,6 +22,12 @@ use super::{
 pub(super) fn router(sandbox: Sandbox) -> Router {
     Router::new()
         .route("/oauth/v2/token", post(token))
+        .route("/crm/bulk/{version}/read", post(super::bulk::create))
+        .route("/crm/bulk/{version}/read/{job}", get(super::bulk::status))
+        .route(
+            "/crm/bulk/{version}/read/{job}/{what}",
+            get(super::bulk::result),
+        )
         .route(
             "/crm/{version}/{module}",
             delete(delete_records).get(get_records).post(post_coql),
@@ -131,7 +138,7 @@ impl Drop for InFlight {
     }
 }
 
-fn zoho_error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(super) fn zoho_error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
         Json(json!({"code": code, "details": {}, "message": message, "status": "error"})),
@@ -141,12 +148,12 @@ fn zoho_error(status: StatusCode, code: &str, message: &str) -> Response {
 
 /// What an endpoint did: its answer, and whether it changed anything (only
 /// then can the "fail after acting" faults fire).
-struct Acted {
+pub(super) struct Acted {
     response: Response,
     mutated: bool,
 }
 
-fn answered(response: Response) -> Acted {
+pub(super) fn answered(response: Response) -> Acted {
     Acted {
         response,
         mutated: false,
@@ -155,7 +162,7 @@ fn answered(response: Response) -> Acted {
 
 /// Everything every API call shares: the token check, counting, in-flight
 /// and overlap bookkeeping, latency, and the injected faults around `act`.
-async fn gated(
+pub(super) async fn gated(
     sb: &Sandbox,
     headers: &HeaderMap,
     endpoint: &str,
@@ -929,9 +936,26 @@ async fn post_mass_delete(
 async fn get_mass_delete_status(
     State(sb): State<Sandbox>,
     Path((_version, module, a, b)): Path<(String, String, String, String)>,
-    Query(query): Query<IdsQuery>,
+    Query(counted): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
+    let query: IdsQuery = IdsQuery {
+        ids: counted.get("ids").cloned(),
+        wf_trigger: counted.get("wf_trigger").cloned(),
+        job_id: counted.get("job_id").cloned(),
+    };
+    if a == "actions" && b == "count" {
+        return gated(&sb, &headers, "record_count", &module, &[], |inner, _| {
+            answered(super::bulk::record_count(inner, &module, &counted))
+        })
+        .await;
+    }
+    if a == "actions" && b == "count" {
+        return gated(&sb, &headers, "record_count", &module, &[], |inner, _| {
+            answered(super::bulk::record_count(inner, &module, &counted))
+        })
+        .await;
+    }
     if a != "actions" || b != "mass_delete" {
         return zoho_error(
             StatusCode::NOT_FOUND,

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 mod api;
+mod bulk;
 pub mod coql;
 
 /// Zoho's limit of IDs per DELETE call.
@@ -223,6 +224,7 @@ struct Inner {
     module_fields: HashMap<String, HashSet<String>>,
     /// Credits the current call costs beyond the first (COQL by its LIMIT).
     extra_credits: u64,
+    bulk: bulk::BulkReads,
 }
 
 /// What a mass-delete status poll answers, when not the job's status.
@@ -480,6 +482,25 @@ impl Sandbox {
         inner
             .views
             .insert((module.to_string(), cvid.to_string()), ids);
+    }
+
+    /// Bulk Read jobs hold `records` each (Zoho: 200,000) and answer
+    /// IN PROGRESS to `polls` polls before they are COMPLETED.
+    pub fn set_bulk_read(&self, records: usize, polls: u32) {
+        let mut inner = self.lock();
+        inner.bulk.page_size = records.max(1);
+        inner.bulk.polls_in_progress = polls;
+    }
+
+    /// The next `jobs` Bulk Read jobs end in FAILURE.
+    pub fn fail_bulk_reads(&self, jobs: u32) {
+        self.lock().bulk.failing_jobs = jobs;
+    }
+
+    /// Bulk Read results downloaded, and downloads refused (over 10 a minute).
+    pub fn bulk_downloads(&self) -> (u64, u64) {
+        let inner = self.lock();
+        (inner.bulk.downloads_served, inner.bulk.downloads_refused)
     }
 
     /// The next `posts` custom-view mass deletes of `module` answer

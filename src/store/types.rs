@@ -634,6 +634,8 @@ pub enum SelectionMethod {
     Coql,
     /// `zdel select --cvid`: a custom view's records, by Get Records.
     Cvid,
+    /// `zdel select --via bulk`: criteria or a view, by Bulk Read jobs.
+    Bulk,
 }
 
 impl SelectionMethod {
@@ -644,6 +646,7 @@ impl SelectionMethod {
             SelectionMethod::Csv => "csv",
             SelectionMethod::Coql => "coql",
             SelectionMethod::Cvid => "cvid",
+            SelectionMethod::Bulk => "bulk",
         }
     }
 }

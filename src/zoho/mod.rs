@@ -23,8 +23,10 @@
 
 mod answer;
 mod auth;
+mod bulk;
 mod call;
 mod coql;
+pub mod criteria;
 mod error;
 mod view;
 pub mod vocab;
@@ -39,6 +41,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use answer::{BatchAnswer, EMPTY_ANSWER, IdResult};
 pub use auth::{AccessToken, TokenInfo, TokenSource, api_domain_for, data_centre_of};
+pub use bulk::{
+    BULK_JOB_CREDITS, BULK_PAGE, BulkDownload, BulkFrom, BulkJob, BulkResult, BulkState, CountOf,
+    read_result_ids,
+};
 pub use call::Call;
 pub use coql::{COQL_PAGE, CoqlPage, coql_credits};
 pub use error::ZohoError;
@@ -275,6 +281,32 @@ impl ZohoClient {
         latest_start: Option<tokio::time::Instant>,
         build: impl Fn(&url::Url) -> reqwest::RequestBuilder,
     ) -> Result<(u16, serde_json::Value), ZohoError> {
+        match self
+            .call_answer(operation, latest_start, false, build)
+            .await?
+        {
+            Answer::Json(status, value) => Ok((status, value)),
+            Answer::Raw(response) => Ok((response.status().as_u16(), serde_json::Value::Null)),
+        }
+    }
+
+    /// [`ZohoClient::call`] for a download: a 200 that is not JSON comes
+    /// back unread, for the caller to stream.
+    async fn call_raw(
+        &self,
+        operation: &'static str,
+        build: impl Fn(&url::Url) -> reqwest::RequestBuilder,
+    ) -> Result<Answer, ZohoError> {
+        self.call_answer(operation, None, true, build).await
+    }
+
+    async fn call_answer(
+        &self,
+        operation: &'static str,
+        latest_start: Option<tokio::time::Instant>,
+        raw: bool,
+        build: impl Fn(&url::Url) -> reqwest::RequestBuilder,
+    ) -> Result<Answer, ZohoError> {
         let too_late = || {
             ZohoError::NotSent {
             message: "held up after the batch was claimed (a frozen process, or a long wait for the rate limiter) until its lease would run out before an answer could come; the rows go back to the queue".into(),
@@ -309,10 +341,11 @@ impl ZohoClient {
             let sent = Instant::now();
             self.calls
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let (seen, answer) = send_and_read(request).await;
+            let (seen, answer) = send_and_read(request, raw).await;
             self.credits.note(seen);
             let status = match &answer {
-                Ok((status, _)) => status.to_string(),
+                Ok(Answer::Json(status, _)) => status.to_string(),
+                Ok(Answer::Raw(response)) => response.status().as_u16().to_string(),
                 Err(CallError::TokenRejected(_)) => "401".to_string(),
                 Err(CallError::Zoho(e)) => e
                     .http_status()
@@ -354,6 +387,12 @@ impl ZohoClient {
     }
 }
 
+/// An answer: JSON read, or (a download) the response still unread.
+enum Answer {
+    Json(u16, serde_json::Value),
+    Raw(reqwest::Response),
+}
+
 enum CallError {
     TokenRejected(String),
     Zoho(ZohoError),
@@ -369,7 +408,8 @@ impl From<ZohoError> for CallError {
 /// 5xx, and whole-call token and permission errors.
 async fn send_and_read(
     request: reqwest::RequestBuilder,
-) -> (Seen, Result<(u16, serde_json::Value), CallError>) {
+    raw: bool,
+) -> (Seen, Result<Answer, CallError>) {
     let response = match request.send().await {
         Ok(response) => response,
         Err(e) => return (Seen::default(), Err(transport_error(e))),
@@ -384,7 +424,20 @@ async fn send_and_read(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<i64>().ok()),
     };
-    (seen, read_answer(status, response).await)
+    let is_json = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if raw && status == 200 && !is_json {
+        return (seen, Ok(Answer::Raw(response)));
+    }
+    (
+        seen,
+        read_answer(status, response)
+            .await
+            .map(|(status, value)| Answer::Json(status, value)),
+    )
 }
 
 async fn read_answer(
