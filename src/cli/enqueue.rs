@@ -442,7 +442,7 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 }
 
 pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
-    let template = template(&opts)?;
+    let mut template = template(&opts)?;
     let format = match &opts.csv {
         Some(_) => Format::Csv {
             module: template.module.clone(),
@@ -507,6 +507,13 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     // Pass 2: insert in bounded transactions, staged, as one selection;
     // then release it.
     let store = super::open_store(&config).await?;
+    template.module = match super::modules::check(&config, &store, &template.module).await {
+        Ok(module) => module,
+        Err(e) => {
+            store.close().await;
+            return Err(e);
+        }
+    };
     let wanted = NewSelection {
         module: template.module.clone(),
         operation: template.operation,

@@ -34,7 +34,7 @@ pub(super) fn router(sandbox: Sandbox) -> Router {
         )
         .route(
             "/crm/{version}/{module}/{sub}",
-            delete(delete_contact_roles),
+            delete(delete_contact_roles).get(get_settings),
         )
         .route(
             "/crm/{version}/{module}/{a}/{b}",
@@ -705,6 +705,55 @@ fn coql_answer(inner: &mut Inner, query: &str) -> Response {
         })
         .collect();
     Json(json!({"data": data, "info": {"count": page.len(), "more_records": more}})).into_response()
+}
+
+/// Modules every org has, as `GET /settings/modules` names them.
+const STANDARD_MODULES: [&str; 19] = [
+    "Leads",
+    "Contacts",
+    "Accounts",
+    "Deals",
+    "Campaigns",
+    "Tasks",
+    "Events",
+    "Calls",
+    "Cases",
+    "Solutions",
+    "Products",
+    "Vendors",
+    "Price_Books",
+    "Quotes",
+    "Sales_Orders",
+    "Purchase_Orders",
+    "Invoices",
+    "Notes",
+    "Attachments",
+];
+
+/// `GET /settings/modules`: the standard modules and every seeded one.
+async fn get_settings(
+    State(sb): State<Sandbox>,
+    Path((_version, settings, what)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if settings != "settings" || what != "modules" {
+        return zoho_error(
+            StatusCode::NOT_FOUND,
+            "INVALID_URL_PATTERN",
+            "the url is invalid",
+        );
+    }
+    gated(&sb, &headers, "modules", "", &[], |inner, _| {
+        let mut names: std::collections::BTreeSet<String> =
+            STANDARD_MODULES.iter().map(|m| m.to_string()).collect();
+        names.extend(inner.modules.iter().cloned());
+        let modules: Vec<serde_json::Value> = names
+            .iter()
+            .map(|n| json!({"api_name": n, "module_name": n, "plural_label": n, "api_supported": true, "deletable": true}))
+            .collect();
+        answered(Json(json!({ "modules": modules })).into_response())
+    })
+    .await
 }
 
 /// `DELETE /Contacts/roles?ids=…`

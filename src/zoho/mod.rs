@@ -28,6 +28,7 @@ mod call;
 mod coql;
 pub mod criteria;
 mod error;
+mod modules;
 mod view;
 pub mod vocab;
 

@@ -12,6 +12,7 @@ mod counts;
 mod credits;
 mod daemon;
 mod jobs;
+mod modules;
 mod queue;
 mod report;
 mod selections;
