@@ -102,7 +102,8 @@ async fn a_selection_snapshots_every_match_past_the_offset_ceiling() {
         .fetch_one(&env.sql)
         .await
         .unwrap_or(0);
-    assert_eq!(spent, 181);
+    // And 1 for the module check (GET /settings/modules).
+    assert_eq!(spent, 182);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -406,13 +407,14 @@ async fn bulk_read_selects_across_two_result_pages_and_resumes_the_job_it_stored
             .await
             .unwrap();
     assert_eq!((method.as_str(), cursor.as_str()), ("bulk", "done"));
-    // Credits: the two checks, the count, 2 jobs of 50, every poll, 2 downloads.
+    // Credits: the module check, the two query checks, the count, 2 jobs of
+    // 50, every poll, 2 downloads.
     let polls = env.calls_to("bulk_read_status") as i64;
     let spent: i64 = sqlx::query_scalar("SELECT coalesce(sum(credits), 0) FROM credit_ledger")
         .fetch_one(&env.sql)
         .await
         .unwrap_or(0);
-    assert_eq!(spent, 2 + 1 + 100 + polls + 2);
+    assert_eq!(spent, 1 + 2 + 1 + 100 + polls + 2, "and the module check");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,7 +37,10 @@ pub struct Opts {
     max_concurrency: u32,
 }
 
-const MODULES: [&str; 3] = ["Leads", "Contacts", "Deals"];
+/// Modules whose demo IDs are queued as a list, as `zdel enqueue` would.
+const ENQUEUED: [&str; 2] = ["Contacts", "Deals"];
+/// Leads are chosen by criteria instead, as `zdel select` would.
+const JUNK: &str = "Lead_Status = 'Junk Lead'";
 /// One ID in this many is not in the sandbox: it ends `failed` with INVALID_DATA.
 const MISSING_EVERY: u32 = 97;
 
@@ -66,7 +69,12 @@ pub async fn run(config_file: Option<&Path>, opts: Opts) -> anyhow::Result<ExitC
     println!(
         "queued {total} IDs in {} across {}",
         config.database.url,
-        MODULES.join(", ")
+        ENQUEUED.join(", ")
+    );
+    let selected = select_junk_leads(&config, &store, &handle.sandbox, &opts).await?;
+    println!(
+        "queued {selected} junk Leads by a selection ({} in all)",
+        total + selected
     );
     let client = Arc::new(super::zoho_client(&config)?);
     let (summary, elapsed) = drain_with_progress(&store, &client, &config).await?;
@@ -115,10 +123,10 @@ async fn start_sandbox(opts: &Opts) -> anyhow::Result<SandboxHandle> {
 async fn seed_and_enqueue(store: &Store, sandbox: &Sandbox, opts: &Opts) -> anyhow::Result<u64> {
     let mut enqueuer = store.begin_enqueue().await?;
     let mut total = 0u64;
-    for (m, module) in MODULES.iter().enumerate() {
+    for (m, module) in ENQUEUED.iter().enumerate() {
         let count = opts.ids / 3 + u32::from((m as u32) < opts.ids % 3);
         let ids: Vec<String> = (0..count)
-            .map(|i| format!("36523970{:02}{:09}", m + 1, i))
+            .map(|i| format!("36523970{:02}{:09}", m + 2, i))
             .collect();
         sandbox.add_records(
             module,
@@ -134,6 +142,53 @@ async fn seed_and_enqueue(store: &Store, sandbox: &Sandbox, opts: &Opts) -> anyh
     }
     enqueuer.commit().await?;
     Ok(total)
+}
+
+/// A third of the demo's IDs are Leads, three in four of them junk: the
+/// demo shows `zdel select --preview`, then selects them (a snapshot of
+/// the matching IDs) and queues them; how many it queued.
+async fn select_junk_leads(
+    config: &Config,
+    store: &Store,
+    sandbox: &Sandbox,
+    opts: &Opts,
+) -> anyhow::Result<u64> {
+    let before = store.state_totals().await?.total();
+    let leads = opts.ids / 3;
+    sandbox.add_records_with_fields(
+        "Leads",
+        (0..leads).map(|i| {
+            let status = if i % 4 == 3 { "Contacted" } else { "Junk Lead" };
+            let fields = [("Lead_Status", status), ("Last_Name", "Demo")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .chain([("Email".to_string(), format!("lead{i}@example.com"))])
+                .collect();
+            (format!("3652397001{i:09}"), fields)
+        }),
+    );
+    let select = |extra: &[&str]| -> anyhow::Result<super::select::Opts> {
+        #[derive(clap::Parser)]
+        struct Wrapped {
+            #[command(flatten)]
+            opts: super::select::Opts,
+        }
+        let mut args = vec!["select", "--module", "Leads", "--where", JUNK];
+        args.extend_from_slice(extra);
+        Ok(<Wrapped as clap::Parser>::try_parse_from(args)?.opts)
+    };
+    println!(
+        "\n$ zdel select --module Leads --where \"{JUNK}\" --preview --show Last_Name,Email --sample 3"
+    );
+    super::select::run(
+        config.clone(),
+        select(&["--preview", "--show", "Last_Name,Email", "--sample", "3"])?,
+    )
+    .await?;
+    println!("\n$ zdel select --module Leads --where \"{JUNK}\" --yes");
+    super::select::run(config.clone(), select(&["--yes"])?).await?;
+    let after = store.state_totals().await?.total();
+    Ok(u64::try_from(after - before).unwrap_or(0))
 }
 
 /// Drain the queue with a progress bar; the run's summary and elapsed time.

@@ -11,6 +11,7 @@ mod export_csv;
 mod jobs;
 mod mass_delete;
 mod migrate;
+mod modules;
 mod outcomes;
 mod progress;
 mod resume;
@@ -28,6 +29,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, LogFormat};
 use crate::store::Store;
+use crate::zoho::ZohoError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -301,6 +303,43 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
     )
     .await?)
 }
+
+/// A Zoho call, tried again after a transient failure (timeout, 5xx,
+/// 429), up to [`MAX_TRIES`] times with a growing pause; Zoho's last error
+/// as it came.
+pub(super) async fn retrying<T, F, Fut>(mut call: F) -> Result<T, ZohoError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ZohoError>>,
+{
+    let mut tries = 0;
+    loop {
+        match call().await {
+            Ok(page) => return Ok(page),
+            Err(
+                e @ (ZohoError::Transient { .. }
+                | ZohoError::RateLimited { .. }
+                | ZohoError::Unavailable { .. }),
+            ) if tries + 1 < MAX_TRIES => {
+                tries += 1;
+                let pause = match &e {
+                    ZohoError::RateLimited {
+                        retry_after: Some(after),
+                        ..
+                    } => *after,
+                    _ => std::time::Duration::from_millis(200 << tries),
+                };
+                tracing::warn!(error = %e, try_no = tries, "a call failed; asking again");
+                tokio::time::sleep(pause).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Failed calls in a row (timeouts, 5xx, 429) before [`retrying`] gives up
+/// (a snapshot then stops and leaves the rest to a rerun).
+const MAX_TRIES: u32 = 5;
 
 /// Ask before a bulk change. Off a terminal, refuse unless `--yes` was given.
 fn confirm(what: &str, yes: bool) -> anyhow::Result<()> {

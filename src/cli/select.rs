@@ -24,7 +24,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::UsageError;
+use super::{MAX_TRIES, UsageError};
 use crate::config::Config;
 use crate::store::{NewSelection, RequestTemplate, SelectionMethod, Store};
 use crate::zoho::criteria::{
@@ -91,10 +91,6 @@ enum Via {
     Bulk,
     Auto,
 }
-
-/// Failed calls in a row (timeouts, 5xx, 429) before a snapshot stops and
-/// leaves the rest to a rerun.
-const MAX_TRIES: u32 = 5;
 
 /// What a selection pages through.
 enum Query<'a> {
@@ -291,7 +287,8 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         })?;
     }
     let client = super::zoho_client(&config)?;
-    let module = &opts.module;
+    let store = super::open_store(&config).await?;
+    let module = &super::modules::check(&config, &store, &opts.module).await?;
     let slot = client.acquire_slot().await;
 
     // 1. The check: a query Zoho refuses stores nothing.
@@ -299,27 +296,25 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         Query::Coql { criteria } => {
             let check =
                 format!("select id from {module} where ({criteria}) order by id asc limit 1");
-            client
-                .coql(&slot, &check, 1)
+            super::retrying(|| client.coql(&slot, &check, 1))
                 .await
                 .map_err(|e| refused(&e, &query))?;
         }
         Query::View { cvid } => {
-            client
-                .view_page(&slot, module, cvid, &ViewCursor::Page(1))
+            super::retrying(|| client.view_page(&slot, module, cvid, &ViewCursor::Page(1)))
                 .await
                 .map_err(|e| refused(&e, &query))?;
         }
     }
 
     if opts.preview || opts.dry_run {
-        let result = preview(&client, &slot, &opts, &query).await;
+        let result = preview(&client, &slot, module, &opts, &query).await;
         drop(slot);
+        store.close().await;
         keep_credits(&config, &client).await;
         return result;
     }
 
-    let store = super::open_store(&config).await?;
     let template = RequestTemplate::delete(module, !opts.no_workflow);
     let wanted = |bulk: bool| NewSelection {
         module: module.clone(),
@@ -522,10 +517,10 @@ const DONE: &str = "done";
 async fn preview(
     client: &ZohoClient,
     slot: &crate::zoho::CallSlot,
+    module: &str,
     opts: &Opts,
     query: &Query<'_>,
 ) -> anyhow::Result<ExitCode> {
-    let module = &opts.module;
     let mut fields = vec!["id".to_string()];
     fields.extend(opts.show.iter().filter(|f| *f != "id").cloned());
     let shown = match query {
@@ -535,8 +530,7 @@ async fn preview(
                 "select {} from {module} where ({criteria}) order by id asc limit {sample}",
                 fields.join(", ")
             );
-            client
-                .coql(slot, &text, sample)
+            super::retrying(|| client.coql(slot, &text, sample))
                 .await
                 .map_err(|e| refused(&e, query))?
         }
@@ -623,34 +617,14 @@ fn print_sample(out: &mut impl Write, fields: &[String], page: &CoqlPage) -> std
 
 /// A call, tried again after a transient failure (timeout, 5xx, 429), up
 /// to [`MAX_TRIES`] times with a growing pause.
-async fn with_retries<T, F, Fut>(mut call: F) -> anyhow::Result<T>
+async fn with_retries<T, F, Fut>(call: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ZohoError>>,
 {
-    let mut tries = 0;
-    loop {
-        match call().await {
-            Ok(page) => return Ok(page),
-            Err(
-                e @ (ZohoError::Transient { .. }
-                | ZohoError::RateLimited { .. }
-                | ZohoError::Unavailable { .. }),
-            ) if tries + 1 < MAX_TRIES => {
-                tries += 1;
-                let pause = match &e {
-                    ZohoError::RateLimited {
-                        retry_after: Some(after),
-                        ..
-                    } => *after,
-                    _ => std::time::Duration::from_millis(200 << tries),
-                };
-                tracing::warn!(error = %e, try_no = tries, "a page failed; asking again");
-                tokio::time::sleep(pause).await;
-            }
-            Err(e) => return Err(anyhow::Error::new(e).context("a page failed")),
-        }
-    }
+    super::retrying(call)
+        .await
+        .map_err(|e| anyhow::Error::new(e).context("a page failed"))
 }
 
 /// A query Zoho refused: its code and details, and that nothing was stored.
