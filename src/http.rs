@@ -1,13 +1,14 @@
 //! `zdel serve`'s HTTP endpoints: `/healthz` (the process answers),
 //! `/readyz` (it can do its job: database open and migrated, credentials not
 //! rejected, not shutting down — else 503 with a one-line reason) and
-//! `/metrics` (Prometheus text). It reads state; it changes nothing.
+//! `/metrics` (Prometheus text; `/metrics?selection=N` adds one
+//! selection's rows by state and code). It reads state; it changes nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -80,17 +81,84 @@ async fn readyz(State(health): State<Arc<Health>>) -> Response {
     }
 }
 
-async fn metrics(State(health): State<Arc<Health>>) -> Response {
+async fn metrics(
+    State(health): State<Arc<Health>>,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> Response {
     match &health.metrics {
-        Some(handle) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            handle.render(),
-        )
-            .into_response(),
+        Some(handle) => {
+            let mut text = handle.render();
+            if let Some(selection) = params.get("selection") {
+                match selection_metrics(&health.store, selection).await {
+                    Ok(more) => text.push_str(&more),
+                    Err(refusal) => return refusal,
+                }
+            }
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+        }
         None => (
             StatusCode::NOT_FOUND,
             "metrics are not recorded in this process\n",
         )
             .into_response(),
     }
+}
+
+/// `?selection=N`: the selection's rows by state (`staged` until released)
+/// and outcome code, and its IDs found, queued and already deleted, read
+/// from its own rowid range when asked (the label set stays one selection's).
+async fn selection_metrics(store: &Store, selection: &str) -> Result<String, Response> {
+    let Ok(id) = selection.parse::<i64>() else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("selection={selection:?} is not a selection number\n"),
+        )
+            .into_response());
+    };
+    let report = match store.selection_report(id).await {
+        Ok(Some(report)) => report,
+        Ok(None) => {
+            return Err((
+                StatusCode::NOT_FOUND,
+                format!("no selection {id} (zdel selections lists them)\n"),
+            )
+                .into_response());
+        }
+        Err(e) => {
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("database not answering: {e}\n"),
+            )
+                .into_response());
+        }
+    };
+    let s = &report.selection;
+    let label = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
+    let mut out = String::from(
+        "# HELP zdel_selection_requests Requests of one selection by state (staged: not yet released) and outcome code.\n\
+         # TYPE zdel_selection_requests gauge\n",
+    );
+    for c in &report.counts {
+        out.push_str(&format!(
+            "zdel_selection_requests{{selection=\"{id}\",module=\"{}\",state=\"{}\",code=\"{}\"}} {}\n",
+            label(&s.module),
+            label(&c.state),
+            label(c.code.as_deref().unwrap_or("")),
+            c.count
+        ));
+    }
+    out.push_str(
+        "# HELP zdel_selection_ids IDs of one selection: found, queued, skipped as already deleted.\n\
+         # TYPE zdel_selection_ids gauge\n",
+    );
+    for (kind, n) in [
+        ("found", s.ids_found),
+        ("queued", s.ids_queued),
+        ("already_deleted", s.ids_already_deleted),
+    ] {
+        out.push_str(&format!(
+            "zdel_selection_ids{{selection=\"{id}\",kind=\"{kind}\"}} {n}\n"
+        ));
+    }
+    Ok(out)
 }

@@ -430,3 +430,75 @@ async fn metrics_show_credits_spent_what_zoho_says_is_left_and_why_claiming_stop
         .unwrap();
     assert!(status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_take_a_selection_and_give_its_rows_by_state_and_code() {
+    let env = TestEnv::new(Faults::default()).await;
+    // Selection 1: five IDs, one of which Zoho does not have.
+    let queued = ids(0, 5);
+    env.sb().add_records("Leads", &queued[..4]);
+    let (code, _, stderr) =
+        env.output(&["enqueue", "--module", "Leads", "--ids", &queued.join(",")]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut served = serve(&env).await;
+    let url = |q: &str| format!("{}/metrics{q}", served.base);
+    wait_until(Duration::from_secs(20), "the selection decided", || async {
+        let m = parse_metrics(&get(&url("?selection=1")).await.1);
+        value(
+            &m,
+            "zdel_selection_requests",
+            &[
+                "selection=\"1\"",
+                "module=\"Leads\"",
+                "state=\"succeeded\"",
+                "code=\"SUCCESS\"",
+            ],
+        ) == 4.0
+    })
+    .await;
+    let m = parse_metrics(&get(&url("?selection=1")).await.1);
+    let rows: Vec<(&String, &f64)> = m
+        .iter()
+        .filter(|((n, _), _)| n == "zdel_selection_requests")
+        .map(|((_, l), v)| (l, v))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                &"code=\"INVALID_DATA\",module=\"Leads\",selection=\"1\",state=\"failed\""
+                    .to_string(),
+                &1.0
+            ),
+            (
+                &"code=\"SUCCESS\",module=\"Leads\",selection=\"1\",state=\"succeeded\""
+                    .to_string(),
+                &4.0
+            ),
+        ]
+    );
+    assert_eq!(
+        value(
+            &m,
+            "zdel_selection_ids",
+            &["selection=\"1\"", "kind=\"queued\""]
+        ),
+        5.0
+    );
+    // Without it, no selection's labels; a bad or unknown one is refused.
+    assert_eq!(
+        sum(
+            &parse_metrics(&get(&url("")).await.1),
+            "zdel_selection_requests"
+        ),
+        0.0
+    );
+    assert_eq!(get(&url("?selection=9")).await.0, 404);
+    assert_eq!(get(&url("?selection=x")).await.0, 400);
+    sigterm(&served.child);
+    let status = tokio::time::timeout(Duration::from_secs(30), served.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}
