@@ -57,6 +57,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub log: LogConfig,
     pub select: SelectConfig,
+    pub verify: VerifyConfig,
 }
 
 /// `[select]`: `zdel select`.
@@ -70,6 +71,13 @@ pub struct SelectConfig {
     /// How long a Bulk Read job may take before `select` stops (exit 130,
     /// the job's id kept: the same command goes on polling it).
     pub bulk_max_wait_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct VerifyConfig {
+    /// `drain` checks what it deleted against the recycle bin before it
+    /// exits (`zdel verify --since` the run's start).
+    pub after_run: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

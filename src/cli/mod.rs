@@ -20,6 +20,7 @@ mod select;
 mod selections;
 mod serve;
 mod status;
+mod verify;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -67,6 +68,8 @@ pub enum Command {
     Status(status::Opts),
     /// One row per request with its outcome, as CSV or JSON lines.
     Outcomes(outcomes::Opts),
+    /// Check succeeded deletes against Zoho's recycle bin.
+    Verify(verify::Opts),
     /// What was queued, how it was chosen, by whom and when.
     Selections(selections::Opts),
     /// Put failed (or cancelled) requests back in the queue.
@@ -107,7 +110,8 @@ pub mod exit {
     /// (`zdel jobs`).
     pub const UNCERTAIN: u8 = 5;
     /// `drain`: everything ran, but rows failed during this run
-    /// (`zdel outcomes --state failed`).
+    /// (`zdel outcomes --state failed`); `verify`: deleted records are not
+    /// in the recycle bin.
     pub const ROWS_FAILED: u8 = 6;
     /// `serve`, `drain`: another zdel works on this database (named in the
     /// message), or took it over from this one.
@@ -127,7 +131,7 @@ pub const EXIT_HELP: &str = "Exit status:
   3  drain: work left in paused lanes, or the credentials are rejected
   4  drain: the daily deletion cap or the credit limit is reached with work left
   5  drain: mass-delete jobs are uncertain; an operator must decide (zdel jobs)
-  6  drain: everything ran, but rows failed during this run (zdel outcomes --state failed)
+  6  drain: everything ran, but rows failed during this run (zdel outcomes --state failed); verify: deleted records not in the recycle bin
   7  serve, drain: another zdel works on this database (the message names it)
 130  enqueue, select: interrupted before every ID was in; none is claimable (run it again, or zdel cancel --selection N)";
 
@@ -238,6 +242,7 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         Command::Drain(opts) => serve::run(config, crate::worker::RunMode::Drain, opts).await,
         Command::Status(opts) => status::run(config, opts).await,
         Command::Outcomes(opts) => outcomes::run(config, opts).await,
+        Command::Verify(opts) => verify::run(config, opts).await,
         Command::Selections(opts) => selections::run(config, opts).await,
         Command::Select(opts) => select::run(config, opts).await,
         Command::Retry(opts) => retry::run(config, opts).await,

@@ -66,7 +66,17 @@ pub async fn run(config: Config, mode: RunMode, opts: Opts) -> anyhow::Result<Ex
         spawn_watchdog(settings.heartbeat.clone(), http_stop.clone());
     }
     let started_ms = crate::clock::now_ms();
-    let summary = run_worker(&config, &store, client, settings, mode, shutdown, lease).await?;
+    let dry_run = settings.dry_run;
+    let summary = run_worker(
+        &config,
+        &store,
+        client.clone(),
+        settings,
+        mode,
+        shutdown,
+        lease,
+    )
+    .await?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     http_stop.cancel();
     let failed_this_run = match summary.reason {
@@ -77,12 +87,44 @@ pub async fn run(config: Config, mode: RunMode, opts: Opts) -> anyhow::Result<Ex
         }
         _ => 0,
     };
+    let mut not_in_bin = 0;
+    if mode == RunMode::Drain
+        && config.verify.after_run
+        && !dry_run
+        && matches!(summary.reason, StopReason::Drained)
+    {
+        let scope = crate::store::VerifyScope {
+            since_ms: Some(started_ms),
+            ..Default::default()
+        };
+        match worker::verify::verify(&store, &client, &scope, "after drain").await {
+            Ok((run, _)) => {
+                println!(
+                    "verified {} of {} deleted this run in the recycle bin; {} not there",
+                    run.verified, run.checked, run.not_in_bin
+                );
+                not_in_bin = run.not_in_bin;
+            }
+            Err(e) => eprintln!(
+                "zdel: the check against the recycle bin failed ({e}); run `zdel verify --since` the run's start"
+            ),
+        }
+        let spent = client.credits().take_spent();
+        let _ = store
+            .record_credits(
+                client.org(),
+                spent,
+                client.credits().last_remaining(),
+                crate::clock::now_ms(),
+            )
+            .await;
+    }
     store.close().await;
-    Ok(ExitCode::from(exit_status(
-        &summary.reason,
-        failed_this_run,
-        &config,
-    )))
+    let status = exit_status(&summary.reason, failed_this_run, &config);
+    if status == super::exit::DONE && not_in_bin > 0 {
+        return Ok(ExitCode::from(super::exit::ROWS_FAILED));
+    }
+    Ok(ExitCode::from(status))
 }
 
 /// Run the worker. A drain shows its progress meanwhile (a bar on a

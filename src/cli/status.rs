@@ -39,7 +39,28 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     print_jobs(&snap.jobs);
     print_pauses(&snap.report);
     print_recent_errors(&snap.report);
+    print_verifications(&snap.report);
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_verifications(report: &StatusReport) {
+    if report.verifications.is_empty() {
+        return;
+    }
+    println!("\nrecycle-bin checks (zdel verify):");
+    for v in &report.verifications {
+        match v.finished_at {
+            Some(at) => println!(
+                "  {} {}: {} of {} in the recycle bin, {} not there",
+                time_of(at),
+                v.scope,
+                v.verified,
+                v.checked,
+                v.not_in_bin
+            ),
+            None => println!("  {} {}: did not finish", time_of(v.started_at), v.scope),
+        }
+    }
 }
 
 /// `status --selection N`.

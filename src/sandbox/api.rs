@@ -414,11 +414,27 @@ fn remove_record(inner: &mut Inner, every_id_exists: bool, module: &str, id: &st
             .or_default()
             .insert(id.to_string())
     } else {
-        inner
+        let removed = inner
             .records
             .get_mut(module)
-            .is_some_and(|set| set.remove(id))
+            .is_some_and(|set| set.remove(id));
+        if removed {
+            put_in_bin(inner, module, id);
+        }
+        removed
     }
+}
+
+/// A record zdel's user deleted goes to the recycle bin, as in Zoho.
+fn put_in_bin(inner: &mut Inner, module: &str, id: &str) {
+    inner.recycle.put(
+        module,
+        id,
+        super::recycle::Deleted {
+            at_ms: crate::clock::now_ms(),
+            by: super::recycle::ZDEL_USER,
+        },
+    );
 }
 
 async fn delete_records(
@@ -730,12 +746,30 @@ const STANDARD_MODULES: [&str; 19] = [
     "Attachments",
 ];
 
-/// `GET /settings/modules`: the standard modules and every seeded one.
+/// `GET /settings/modules`: the standard modules and every seeded one;
+/// `GET /{module}/deleted`: the recycle bin.
 async fn get_settings(
     State(sb): State<Sandbox>,
     Path((_version, settings, what)): Path<(String, String, String)>,
+    Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
+    if what == "deleted" {
+        let module = settings;
+        return gated(
+            &sb,
+            &headers,
+            "deleted_records",
+            &module,
+            &[],
+            |inner, _| {
+                answered(super::recycle::deleted_records(
+                    inner, &module, &params, &headers,
+                ))
+            },
+        )
+        .await;
+    }
     if settings != "settings" || what != "modules" {
         return zoho_error(
             StatusCode::NOT_FOUND,
@@ -1034,6 +1068,7 @@ async fn get_mass_delete_status(
                 let batch: Vec<String> = job.remaining.drain(..n).collect();
                 for id in batch {
                     if inner.records.get_mut(&job.module).is_some_and(|r| r.remove(&id)) {
+                        put_in_bin(inner, &job.module, &id);
                         job.deleted += 1;
                         inner.stats.deleted += 1;
                     } else {

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 mod api;
 mod bulk;
 pub mod coql;
+mod recycle;
 
 /// Zoho's limit of IDs per DELETE call.
 pub const MAX_IDS_PER_CALL: usize = 100;
@@ -225,6 +226,7 @@ struct Inner {
     /// Credits the current call costs beyond the first (COQL by its LIMIT).
     extra_credits: u64,
     bulk: bulk::BulkReads,
+    recycle: recycle::RecycleBin,
 }
 
 /// What a mass-delete status poll answers, when not the job's status.
@@ -482,6 +484,47 @@ impl Sandbox {
         inner
             .views
             .insert((module.to_string(), cvid.to_string()), ids);
+    }
+
+    /// Someone else deletes these records of `module` (they go to the
+    /// recycle bin as deleted by another user).
+    pub fn delete_elsewhere<S: AsRef<str>>(&self, module: &str, ids: impl IntoIterator<Item = S>) {
+        let mut inner = self.lock();
+        for id in ids {
+            let id = id.as_ref();
+            if inner.records.get_mut(module).is_some_and(|r| r.remove(id)) {
+                inner.recycle.put(
+                    module,
+                    id,
+                    recycle::Deleted {
+                        at_ms: crate::clock::now_ms(),
+                        by: recycle::OTHER_USER,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Move these records' time in the recycle bin back by `days` (past
+    /// 60 they are purged at the next listing, as in Zoho).
+    pub fn age_in_recycle_bin<S: AsRef<str>>(
+        &self,
+        module: &str,
+        ids: impl IntoIterator<Item = S>,
+        days: i64,
+    ) {
+        let mut inner = self.lock();
+        for id in ids {
+            if let Some(mut d) = inner.recycle.take(module, id.as_ref()) {
+                d.at_ms -= days * 24 * 3600 * 1000;
+                inner.recycle.put(module, id.as_ref(), d);
+            }
+        }
+    }
+
+    /// Whether the recycle bin holds `id` of `module`.
+    pub fn in_recycle_bin(&self, module: &str, id: &str) -> bool {
+        self.lock().recycle.get(module, id).is_some()
     }
 
     /// Bulk Read jobs hold `records` each (Zoho: 200,000) and answer

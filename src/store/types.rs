@@ -579,6 +579,8 @@ pub struct StatusReport {
     pub waiting_to_retry: i64,
     pub pauses: Vec<Pause>,
     pub recent_errors: Vec<ErrorRow>,
+    /// The last verify runs (`zdel verify`), newest first.
+    pub verifications: Vec<VerifyRun>,
     /// Live rows that ask for mass delete with wf_trigger = 0: they are sent
     /// as plain deletes, because mass delete cannot suppress workflows.
     pub mass_delete_without_workflow: i64,
@@ -618,6 +620,12 @@ pub struct OutcomeRow {
     pub http_status: Option<i64>,
     pub attempts: i64,
     pub finished_at: Option<i64>,
+    /// `zdel verify`'s finding: `verified` (in the recycle bin) or
+    /// `not_in_recycle_bin`; empty when not checked.
+    pub verification: Option<String>,
+    /// Zoho's `deleted_time` and `deleted_by`, when verified.
+    pub deleted_time: Option<String>,
+    pub deleted_by: Option<String>,
 }
 
 /// How a selection chose its IDs (`selections.method`).
@@ -904,4 +912,35 @@ pub struct DaemonLease {
     /// free) when this one took over: its running rows can go back at once.
     pub dead_predecessor: Option<String>,
     pub(crate) _lock: Option<std::fs::File>,
+}
+
+/// Which succeeded deletes `zdel verify` checks.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyScope {
+    pub selection: Option<i64>,
+    pub module: Option<String>,
+    /// Rows finished at or after this (ms since the epoch).
+    pub since_ms: Option<i64>,
+}
+
+/// One module's rows in a verify scope.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct VerifyLane {
+    pub module: String,
+    pub rows: i64,
+    /// When the earliest of them was queued (ms since the epoch).
+    pub earliest: i64,
+}
+
+/// A verify run and what it found.
+#[derive(Debug, Clone, Default, Serialize, sqlx::FromRow)]
+pub struct VerifyRun {
+    pub id: i64,
+    pub scope: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub checked: i64,
+    pub verified: i64,
+    pub not_in_bin: i64,
+    pub pages: i64,
 }

@@ -21,6 +21,7 @@ pub mod gates;
 mod jobs;
 pub mod outcome;
 mod settings;
+pub mod verify;
 
 use std::sync::Arc;
 

@@ -16,6 +16,7 @@ mod modules;
 mod queue;
 mod report;
 mod selections;
+mod verify;
 
 use std::path::Path;
 use std::str::FromStr;

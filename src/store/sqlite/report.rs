@@ -124,6 +124,7 @@ impl Store {
             mass_delete_without_workflow,
             pauses: self.pauses().await?,
             recent_errors,
+            verifications: self.verifications(3).await?,
         })
     }
 
@@ -194,7 +195,8 @@ impl Store {
     ) -> Result<BoxStream<'_, Result<OutcomeRow, StoreError>>, StoreError> {
         let query = sqlx::query(concat!(
             "SELECT id, operation, module, record_id, state, outcome_code AS code,
-                    outcome_message AS message, http_status, attempts, finished_at
+                    outcome_message AS message, http_status, attempts, finished_at,
+                    verification, deleted_time, deleted_by
              FROM deletion_requests WHERE ",
             outcome_filter!(),
             " ORDER BY id"

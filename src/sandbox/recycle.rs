@@ -1,0 +1,180 @@
+//! The sandbox's recycle bin (`../shared/zoho-api.md`, "Recycle bin"):
+//! every record the sandbox deletes goes there with its `deleted_time` and
+//! `deleted_by`, and stays 60 days. Get Deleted Records (`GET
+//! /{module}/deleted?type=recycle&page=N&per_page=200`, `If-Modified-Since`)
+//! lists it newest first, 2 credits a page, 204 when nothing is there.
+
+use std::collections::{BTreeSet, HashMap};
+
+use axum::Json;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::Inner;
+
+/// How long Zoho keeps a deleted record.
+pub const RETENTION_MS: i64 = 60 * 24 * 3600 * 1000;
+
+/// Who deleted a record: zdel's token's user, or someone else.
+pub(super) const ZDEL_USER: (&str, &str) = ("3652397000000186017", "Sandbox API User");
+pub(super) const OTHER_USER: (&str, &str) = ("3652397000000186099", "Another User");
+
+#[derive(Debug, Clone)]
+pub(super) struct Deleted {
+    pub at_ms: i64,
+    pub by: (&'static str, &'static str),
+}
+
+/// module → id → when and by whom; and (time, id) in order for listing.
+#[derive(Debug, Default)]
+pub(super) struct RecycleBin {
+    entries: HashMap<String, HashMap<String, Deleted>>,
+    order: HashMap<String, BTreeSet<(i64, String)>>,
+}
+
+impl RecycleBin {
+    pub(super) fn put(&mut self, module: &str, id: &str, deleted: Deleted) {
+        self.take(module, id);
+        self.order
+            .entry(module.to_string())
+            .or_default()
+            .insert((deleted.at_ms, id.to_string()));
+        self.entries
+            .entry(module.to_string())
+            .or_default()
+            .insert(id.to_string(), deleted);
+    }
+
+    /// Out of the bin (restored or purged): what it held.
+    pub(super) fn take(&mut self, module: &str, id: &str) -> Option<Deleted> {
+        let deleted = self.entries.get_mut(module)?.remove(id)?;
+        if let Some(order) = self.order.get_mut(module) {
+            order.remove(&(deleted.at_ms, id.to_string()));
+        }
+        Some(deleted)
+    }
+
+    pub(super) fn get(&self, module: &str, id: &str) -> Option<&Deleted> {
+        self.entries.get(module)?.get(id)
+    }
+
+    /// Entries older than 60 days are gone, as in Zoho.
+    pub(super) fn purge(&mut self, now_ms: i64) {
+        let cutoff = now_ms - RETENTION_MS;
+        for (module, order) in self.order.iter_mut() {
+            let old: Vec<(i64, String)> = order.range(..(cutoff, String::new())).cloned().collect();
+            for key in old {
+                order.remove(&key);
+                if let Some(e) = self.entries.get_mut(module) {
+                    e.remove(&key.1);
+                }
+            }
+        }
+    }
+}
+
+/// An HTTP date (`If-Modified-Since`) as ms since the epoch: RFC 7231 IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) or RFC 3339.
+fn httpdate_parse(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(t) = humantime::parse_rfc3339_weak(text) {
+        return t
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_millis() as i64);
+    }
+    // "Sun, 06 Nov 1994 08:49:37 GMT"
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let [_, day, month, year, time, _] = parts.as_slice() else {
+        return None;
+    };
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = months.iter().position(|m| m == month)? + 1;
+    let iso = format!("{year}-{month:02}-{day:0>2}T{time}Z");
+    humantime::parse_rfc3339(&iso)
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_millis() as i64)
+}
+
+fn iso(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t)
+        .to_string()
+        .replace('Z', "+00:00")
+}
+
+/// `GET /{module}/deleted?type=recycle&page=N&per_page=200`.
+pub(super) fn deleted_records(
+    inner: &mut Inner,
+    module: &str,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Response {
+    inner.recycle.purge(crate::clock::now_ms());
+    let since = headers
+        .get("if-modified-since")
+        .and_then(|v| v.to_str().ok())
+        .and_then(httpdate_parse)
+        .unwrap_or(i64::MIN);
+    let per_page: usize = params
+        .get("per_page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(200)
+        .clamp(1, 200);
+    let page: usize = params
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    if params
+        .get("type")
+        .is_some_and(|t| t != "recycle" && t != "all")
+    {
+        // Permanently deleted records are not kept by the sandbox.
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    inner.extra_credits = 1;
+    let Some(order) = inner.recycle.order.get(module) else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    let mut newest_first = order
+        .iter()
+        .rev()
+        .take_while(|(at, _)| *at >= since)
+        .skip((page - 1) * per_page);
+    let rows: Vec<&(i64, String)> = newest_first.by_ref().take(per_page).collect();
+    if rows.is_empty() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let more = newest_first.next().is_some();
+    let entries = inner.recycle.entries.get(module);
+    let data: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(at, id)| {
+            let by = entries.and_then(|e| e.get(id)).map_or(ZDEL_USER, |d| d.by);
+            json!({"id": id, "display_name": format!("Record {id}"), "type": "recycle",
+                "deleted_time": iso(*at), "deleted_by": {"name": by.1, "id": by.0},
+                "created_by": {"name": "Sandbox API User", "id": ZDEL_USER.0}})
+        })
+        .collect();
+    Json(json!({"data": data, "info": {"per_page": per_page, "count": data.len(), "page": page, "more_records": more}}))
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_modified_since_reads_both_date_forms() {
+        assert_eq!(
+            httpdate_parse("Sun, 06 Nov 1994 08:49:37 GMT"),
+            httpdate_parse("1994-11-06T08:49:37Z")
+        );
+        assert!(httpdate_parse("yesterday").is_none());
+    }
+}
