@@ -297,7 +297,7 @@ async fn retry_and_cancel_move_only_the_rows_their_filter_names() {
     assert_eq!(store.cancel(&deals_pending, 1_200).await.unwrap(), 1);
     let failed_leads = OutcomeFilter {
         module: Some("Leads".into()),
-        code: Some("CANNOT_DELETE".into()),
+        codes: Some(vec!["cannot_delete".into()]),
         ..OutcomeFilter::default()
     };
     assert_eq!(store.requeue(&failed_leads, 1_300).await.unwrap(), 3);

@@ -18,14 +18,54 @@ pub struct Opts {
     #[arg(long, group = "which", value_name = "N")]
     selection: Option<i64>,
     /// Only these record IDs (comma-separated).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', conflicts_with = "file")]
     ids: Option<Vec<String>>,
+    /// Only the record IDs in this file, one per line as for enqueue (`-`:
+    /// standard input).
+    #[arg(long, value_name = "PATH")]
+    file: Option<std::path::PathBuf>,
     /// Do not ask for confirmation.
     #[arg(long)]
     yes: bool,
 }
 
-pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
+/// The IDs of `--file`, every line checked first: a bad one names its line.
+fn read_ids(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    use std::io::BufRead;
+    let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let file = std::fs::File::open(path).map_err(|e| {
+            super::UsageError(format!("--file {}: cannot open it ({e})", path.display()))
+        })?;
+        Box::new(std::io::BufReader::new(file))
+    };
+    let mut ids = Vec::new();
+    for (n, line) in reader.lines().enumerate() {
+        let line =
+            line.map_err(|e| anyhow::anyhow!("--file {}: line {}: {e}", path.display(), n + 1))?;
+        let id = line.trim().trim_start_matches('\u{feff}');
+        if id.is_empty() {
+            continue;
+        }
+        if !super::is_record_id(id) {
+            return Err(super::UsageError(format!(
+                "{}:{}: {id:?} is not a record ID ({}); nothing was cancelled",
+                path.display(),
+                n + 1,
+                super::RECORD_ID_RULE
+            ))
+            .into());
+        }
+        ids.push(id.to_string());
+    }
+    Ok(ids)
+}
+
+pub async fn run(config: Config, mut opts: Opts) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &opts.file {
+        opts.ids = Some(read_ids(path)?);
+    }
     if let Some(bad) = opts
         .ids
         .iter()

@@ -23,9 +23,10 @@ pub struct Opts {
     /// Only this module.
     #[arg(long, value_parser = super::parse_module)]
     module: Option<String>,
-    /// Only rows that ended with this code (e.g. HTTP_503, RECORD_LOCKED).
-    #[arg(long)]
-    code: Option<String>,
+    /// Only rows that ended with one of these codes (e.g. HTTP_503,RECORD_LOCKED;
+    /// compared without case; the flag may be repeated).
+    #[arg(long, value_delimiter = ',')]
+    code: Vec<String>,
     /// Only rows queued by this selection (`zdel selections`).
     #[arg(long, value_name = "N")]
     selection: Option<i64>,
@@ -43,7 +44,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let filter = OutcomeFilter {
         state: Some(state),
         module: opts.module,
-        code: opts.code,
+        codes: (!opts.code.is_empty()).then_some(opts.code),
         record_ids: None,
         selection: opts.selection,
     };

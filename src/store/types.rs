@@ -626,6 +626,10 @@ pub struct OutcomeRow {
     /// Zoho's `deleted_time` and `deleted_by`, when verified.
     pub deleted_time: Option<String>,
     pub deleted_by: Option<String>,
+    /// For a delink: the related list, and the related record unlinked
+    /// (`record_id` is then the parent).
+    pub related_list: Option<String>,
+    pub related_id: Option<String>,
 }
 
 /// How a selection chose its IDs (`selections.method`).
@@ -755,7 +759,8 @@ pub struct OutcomeFilter {
     /// Rows queued by this selection (`zdel selections`).
     pub selection: Option<i64>,
     pub module: Option<String>,
-    pub code: Option<String>,
+    /// Rows that ended with one of these codes (compared without case).
+    pub codes: Option<Vec<String>>,
     pub record_ids: Option<Vec<String>>,
 }
 

@@ -17,7 +17,7 @@ const RATE_WINDOW_MS: i64 = 5 * 60_000;
 macro_rules! outcome_filter {
     () => {
         "(?1 IS NULL OR state = ?1) AND (?2 IS NULL OR module = ?2)
-         AND (?3 IS NULL OR outcome_code = ?3)
+         AND (?3 IS NULL OR upper(outcome_code) IN (SELECT upper(value) FROM json_each(?3)))
          AND (?4 IS NULL OR record_id IN (SELECT value FROM json_each(?4)))
          AND (?5 IS NULL OR selection_id = ?5)"
     };
@@ -30,16 +30,18 @@ fn bind_filter<'q>(
     query: SqliteQuery<'q>,
     filter: &OutcomeFilter,
 ) -> Result<SqliteQuery<'q>, StoreError> {
-    let ids = filter
-        .record_ids
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| sqlx::Error::Encode(e.into()))?;
+    let as_json = |list: &Option<Vec<String>>| {
+        list.as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| sqlx::Error::Encode(e.into()))
+    };
+    let ids = as_json(&filter.record_ids)?;
+    let codes = as_json(&filter.codes)?;
     Ok(query
         .bind(filter.state.map(RequestState::as_str))
         .bind(filter.module.clone())
-        .bind(filter.code.clone())
+        .bind(codes)
         .bind(ids)
         .bind(filter.selection))
 }
@@ -196,7 +198,7 @@ impl Store {
         let query = sqlx::query(concat!(
             "SELECT id, operation, module, record_id, state, outcome_code AS code,
                     outcome_message AS message, http_status, attempts, finished_at,
-                    verification, deleted_time, deleted_by
+                    verification, deleted_time, deleted_by, related_list, related_id
              FROM deletion_requests WHERE ",
             outcome_filter!(),
             " ORDER BY id"
