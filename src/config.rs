@@ -78,6 +78,9 @@ pub struct VerifyConfig {
     /// `drain` checks what it deleted against the recycle bin before it
     /// exits (`zdel verify --since` the run's start).
     pub after_run: bool,
+    /// An `INVALID_DATA` after an unanswered attempt is settled by the
+    /// recycle bin before the row's outcome is written.
+    pub ambiguous: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -97,7 +97,7 @@ async fn verify_marks_each_deleted_id_by_what_the_recycle_bin_holds() {
         csv.lines()
             .next()
             .unwrap()
-            .ends_with(",verification,deleted_time,deleted_by")
+            .ends_with(",verification,deleted_time,deleted_by,related_list,related_id")
     );
     assert_eq!(
         csv.lines()
@@ -139,4 +139,80 @@ async fn a_drain_with_verify_after_run_checks_what_it_deleted() {
     let (code, stdout, stderr) = env.output(&["verify", "--since", "1h"]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("nothing to verify"), "{stdout}");
+}
+
+/// Three leads: `lost` is deleted by a call whose answer is lost
+/// (INTERNAL_ERROR for it), `never` never existed and its first call too
+/// ends without an answer, `plain` is deleted at once. Their rows' (state,
+/// code, message) after a drain.
+async fn settle(env: &mut TestEnv) -> Vec<(String, String, String)> {
+    env.set("RETRY__BASE_DELAY_MS", "20");
+    env.set("RETRY__MAX_DELAY_MS", "50");
+    let leads = ids(0, 3);
+    let (lost, never, plain) = (&leads[0], &leads[1], &leads[2]);
+    env.sb().add_records("Leads", [lost, plain]);
+    env.sb().delete_then_fail_internally(lost);
+    env.sb().fail_record_internally(never, 1);
+    env.enqueue("Leads", &leads, true).await;
+    env.drain(Duration::from_secs(30)).await;
+    sqlx::query_as("SELECT state, outcome_code, outcome_message FROM deletion_requests ORDER BY id")
+        .fetch_all(&env.sql)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_data_after_a_lost_answer_is_settled_by_the_recycle_bin_both_ways() {
+    let mut env = TestEnv::new(Faults::default()).await;
+    let rows = settle(&mut env).await;
+    let (state, code, message) = &rows[0];
+    assert_eq!(
+        (state.as_str(), code.as_str()),
+        ("succeeded", "INVALID_DATA")
+    );
+    assert!(
+        message.starts_with("confirmed by the recycle bin: deleted at 20")
+            && message.contains("by Sandbox API User (3652397000000186017)"),
+        "{message}"
+    );
+    let (state, code, message) = &rows[1];
+    assert_eq!((state.as_str(), code.as_str()), ("failed", "INVALID_DATA"));
+    assert!(
+        message.starts_with("not in the recycle bin either: the record did not exist"),
+        "{message}"
+    );
+    assert_eq!(
+        (rows[2].0.as_str(), rows[2].1.as_str()),
+        ("succeeded", "SUCCESS")
+    );
+    // One look-up for the two IDs answered INVALID_DATA after a lost answer.
+    assert_eq!(env.calls_to("recycle_bin"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_recycle_bin_the_old_rule_decides_and_says_so() {
+    let mut env = TestEnv::new(Faults::default()).await;
+    env.sb().lack_scope("recycle_bin", true);
+    let rows = settle(&mut env).await;
+    for (state, code, message) in &rows[..2] {
+        assert_eq!(
+            (state.as_str(), code.as_str()),
+            ("succeeded", "INVALID_DATA")
+        );
+        assert!(
+            message.contains("the recycle bin could not be checked (")
+                && message.contains("OAUTH_SCOPE_MISMATCH")
+                && message.contains("so the old rule decided"),
+            "{message}"
+        );
+    }
+    // Off: the old rule, without a look-up.
+    let mut env = TestEnv::new(Faults::default()).await;
+    env.set("VERIFY__AMBIGUOUS", "false");
+    let rows = settle(&mut env).await;
+    assert_eq!(
+        (rows[1].0.as_str(), rows[1].1.as_str()),
+        ("succeeded", "INVALID_DATA")
+    );
+    assert_eq!(env.calls_to("recycle_bin"), 0);
 }

@@ -275,13 +275,16 @@ fn init_tracing(config: &Config, quiet: bool) {
 
 /// The worker's settings from the config's sections.
 pub fn worker_settings(config: &Config) -> crate::worker::WorkerSettings {
-    crate::worker::WorkerSettings::new(
-        &config.worker,
-        &config.retry,
-        &config.mass_delete,
-        &config.limits,
-        config.zoho.delete_strategy,
-    )
+    crate::worker::WorkerSettings {
+        verify_ambiguous: config.verify.ambiguous,
+        ..crate::worker::WorkerSettings::new(
+            &config.worker,
+            &config.retry,
+            &config.mass_delete,
+            &config.limits,
+            config.zoho.delete_strategy,
+        )
+    }
 }
 
 /// The default org's Zoho client from the config's `[zoho]` and `[limits]`.

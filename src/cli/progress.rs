@@ -179,7 +179,7 @@ pub fn meaning(state: RequestState, code: Option<&str>) -> &'static str {
     match (state, code.map(ResultCode::parse)) {
         (RequestState::Succeeded, Some(ResultCode::Success)) => "deleted",
         (RequestState::Succeeded, Some(ResultCode::InvalidData)) => {
-            "gone: deleted by an earlier call whose answer was lost, confirmed on retry"
+            "gone: deleted by an earlier call whose answer was lost (the message says whether the recycle bin confirmed it)"
         }
         (RequestState::Failed, Some(ResultCode::InvalidData)) => {
             "Zoho has no such record (wrong ID, module, or already deleted elsewhere)"

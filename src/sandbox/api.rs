@@ -376,6 +376,11 @@ fn per_id_answer(
             entries.push(json!({"code": "RECORD_LOCKED", "details": details, "message": "the record is locked", "status": "error"}));
             continue;
         }
+        if inner.fail_after_delete.remove(id.as_str()) {
+            let _ = remove(inner, id);
+            entries.push(json!({"code": "INTERNAL_ERROR", "details": details, "message": "Internal Server Error", "status": "error"}));
+            continue;
+        }
         if let Some(n) = inner.internal_errors.get_mut(id)
             && *n > 0
         {
@@ -754,6 +759,12 @@ async fn get_settings(
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
+    if settings == "settings" && what == "recycle_bin" {
+        return gated(&sb, &headers, "recycle_bin", "", &[], |inner, _| {
+            answered(super::recycle::bin_lookup(inner, &params))
+        })
+        .await;
+    }
     if what == "deleted" {
         let module = settings;
         return gated(

@@ -227,6 +227,8 @@ struct Inner {
     extra_credits: u64,
     bulk: bulk::BulkReads,
     recycle: recycle::RecycleBin,
+    /// IDs whose next delete removes the record but answers INTERNAL_ERROR.
+    fail_after_delete: HashSet<String>,
 }
 
 /// What a mass-delete status poll answers, when not the job's status.
@@ -520,6 +522,12 @@ impl Sandbox {
                 inner.recycle.put(module, id.as_ref(), d);
             }
         }
+    }
+
+    /// The next call for `id` deletes it (into the recycle bin) but
+    /// answers INTERNAL_ERROR for it, as if the answer were lost.
+    pub fn delete_then_fail_internally(&self, id: &str) {
+        self.lock().fail_after_delete.insert(id.to_string());
     }
 
     /// Whether the recycle bin holds `id` of `module`.

@@ -165,6 +165,40 @@ pub(super) fn deleted_records(
         .into_response()
 }
 
+/// `GET /settings/recycle_bin?ids=…`: those of the IDs the bin holds, in
+/// any module; 204 when none.
+pub(super) fn bin_lookup(inner: &mut Inner, params: &HashMap<String, String>) -> Response {
+    inner.recycle.purge(crate::clock::now_ms());
+    let ids: Vec<&str> = params
+        .get("ids")
+        .map(|s| s.split(',').filter(|i| !i.is_empty()).collect())
+        .unwrap_or_default();
+    if ids.is_empty() || ids.len() > 200 {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"code": "INVALID_DATA", "details": {"param_name": "ids"}, "message": "give 1 to 200 ids", "status": "error"})),
+        )
+            .into_response();
+    }
+    let mut rows = Vec::new();
+    for id in ids {
+        for (module, entries) in &inner.recycle.entries {
+            if let Some(d) = entries.get(id) {
+                rows.push(json!({"id": id, "display_name": format!("Record {id}"),
+                    "deleted_time": iso(d.at_ms), "deleted_by": {"name": d.by.1, "id": d.by.0},
+                    "owner": {"name": ZDEL_USER.1, "id": ZDEL_USER.0},
+                    "module": {"api_name": module, "id": "1"}}));
+            }
+        }
+    }
+    if rows.is_empty() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let n = rows.len();
+    Json(json!({"recycle_bin": rows, "info": {"per_page": 200, "count": n, "page": 1, "more_records": false}}))
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

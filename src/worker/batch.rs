@@ -8,9 +8,10 @@ use std::time::Duration;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::gates::{GateChange, Target};
+use super::outcome::Evidence;
 use super::{Shared, outcome};
 use crate::store::{ClaimedBatch, LaneKey, Operation, PausedScope, RequestState, Strategy};
-use crate::zoho::{Call, CallSlot, ZohoError};
+use crate::zoho::{BIN_LOOKUP_IDS, Call, CallSlot, ZohoError};
 
 /// Make one call for a claimed batch and record every row's outcome.
 ///
@@ -84,10 +85,21 @@ pub(super) async fn run_batch(
             metrics::counter!("zdel_batch_retries_total", "code" => e.code().to_string())
                 .increment(1);
         }
+        let evidence = match &result {
+            Ok(answer)
+                if shared.settings.verify_ambiguous
+                    && batch.lane.operation == Operation::Delete =>
+            {
+                recycle_bin_evidence(&shared, &outcome::ambiguous_invalid_data(&batch, answer))
+                    .await
+            }
+            _ => Evidence::NotAsked,
+        };
         let now = shared.clock().now_ms();
         let outcomes = outcome::plan(
             &batch,
             &result,
+            &evidence,
             &shared.settings.retry,
             shared.waits(),
             now,
@@ -101,6 +113,31 @@ pub(super) async fn run_batch(
     }
     .instrument(span)
     .await
+}
+
+/// What the recycle bin holds of `ids` (INVALID_DATA after an unanswered
+/// attempt): one call per 200 IDs; if a call fails, the evidence is
+/// unavailable and the old rule decides (the message says so).
+async fn recycle_bin_evidence(shared: &Shared, ids: &[&str]) -> Evidence {
+    if ids.is_empty() {
+        return Evidence::NotAsked;
+    }
+    let slot = shared.client.acquire_slot().await;
+    let mut bin = std::collections::HashMap::new();
+    for chunk in ids.chunks(BIN_LOOKUP_IDS) {
+        match shared.client.in_recycle_bin(&slot, chunk).await {
+            Ok(found) => {
+                for r in found {
+                    bin.insert(r.id, (r.deleted_time, r.deleted_by));
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "the recycle bin could not be checked; the old rule decides");
+                return Evidence::Unavailable(e.to_string());
+            }
+        }
+    }
+    Evidence::Checked(bin)
 }
 
 /// The one call that carries `batch`, chosen by its operation and strategy.

@@ -324,6 +324,7 @@ mod tests {
             max_deletions_per_day: 0,
             heartbeat: Default::default(),
             clock: crate::clock::Clock::new(),
+            verify_ambiguous: true,
         }
     }
 

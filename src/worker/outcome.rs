@@ -159,11 +159,25 @@ pub struct Waits {
     pub busy_ms: i64,
 }
 
+/// What the recycle bin said of the IDs whose `INVALID_DATA` followed an
+/// unanswered attempt (`verify.ambiguous`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Evidence {
+    /// Not asked (the setting is off, or no such ID in the batch).
+    #[default]
+    NotAsked,
+    /// The bin was read: the IDs it holds, with (deleted_time, deleted_by).
+    Checked(std::collections::HashMap<String, (String, String)>),
+    /// The bin could not be read (no scope, no answer): why.
+    Unavailable(String),
+}
+
 /// Plan every claimed row's next state from the call's result.
 /// `unit` gives random numbers in [0, 1) for the jitter.
 pub fn plan(
     batch: &ClaimedBatch,
     result: &Result<BatchAnswer, ZohoError>,
+    evidence: &Evidence,
     policy: &RetryPolicy,
     waits: Waits,
     now_ms: i64,
@@ -177,6 +191,7 @@ pub fn plan(
         waits,
         now_ms,
         jitter,
+        evidence,
     };
     batch
         .rows
@@ -196,6 +211,7 @@ struct Context<'a> {
     waits: Waits,
     now_ms: i64,
     jitter: f64,
+    evidence: &'a Evidence,
 }
 
 /// What a decision is about: its code, message and HTTP status.
@@ -217,12 +233,12 @@ fn per_id(row: &ClaimedRow, answer: &BatchAnswer, ctx: &Context) -> RowChange {
         };
         return apply(row, NOT_MENTIONED, &about, None, ctx);
     };
-    let decision = for_id(code, row.ambiguous_attempts > 0);
+    let mut decision = for_id(code, row.ambiguous_attempts > 0);
     let confirmed;
     let message = if decision == Decision::Succeed && *code == ResultCode::InvalidData {
-        confirmed = format!(
-            "confirmed on retry: Zoho no longer has this record; an earlier attempt ended without an answer and most likely deleted it (Zoho said: {message})"
-        );
+        let (settled, said) = settle(row.answer_id(), message, ctx.evidence);
+        decision = settled;
+        confirmed = said;
         confirmed.as_str()
     } else {
         message.as_str()
@@ -234,6 +250,56 @@ fn per_id(row: &ClaimedRow, answer: &BatchAnswer, ctx: &Context) -> RowChange {
     };
     let wait = (decision == Decision::Wait).then_some(ctx.waits.busy_ms);
     apply(row, decision, &about, wait, ctx)
+}
+
+/// An `INVALID_DATA` after an unanswered attempt: the recycle bin's
+/// evidence decides, and the message says which evidence did.
+fn settle(id: &str, zoho_said: &str, evidence: &Evidence) -> (Decision, String) {
+    match evidence {
+        Evidence::Checked(bin) => match bin.get(id) {
+            Some((time, by)) => (
+                Decision::Succeed,
+                format!(
+                    "confirmed by the recycle bin: deleted at {time} by {by}; an earlier attempt ended without an answer (Zoho said: {zoho_said})"
+                ),
+            ),
+            None => (
+                Decision::Fail,
+                format!(
+                    "not in the recycle bin either: the record did not exist when zdel first tried, although that attempt ended without an answer (Zoho said: {zoho_said})"
+                ),
+            ),
+        },
+        Evidence::Unavailable(why) => (
+            Decision::Succeed,
+            format!(
+                "confirmed on retry: Zoho no longer has this record; an earlier attempt ended without an answer and most likely deleted it — the recycle bin could not be checked ({why}), so the old rule decided (Zoho said: {zoho_said})"
+            ),
+        ),
+        Evidence::NotAsked => (
+            Decision::Succeed,
+            format!(
+                "confirmed on retry: Zoho no longer has this record; an earlier attempt ended without an answer and most likely deleted it (Zoho said: {zoho_said})"
+            ),
+        ),
+    }
+}
+
+/// The IDs whose answer would be settled by [`settle`]: an `INVALID_DATA`
+/// for a row with an unanswered attempt before.
+pub fn ambiguous_invalid_data<'a>(batch: &'a ClaimedBatch, answer: &BatchAnswer) -> Vec<&'a str> {
+    batch
+        .rows
+        .iter()
+        .filter(|row| row.ambiguous_attempts > 0)
+        .filter(|row| {
+            answer
+                .results
+                .iter()
+                .any(|r| r.id == row.answer_id() && r.code == ResultCode::InvalidData)
+        })
+        .map(ClaimedRow::answer_id)
+        .collect()
 }
 
 fn whole_call(row: &ClaimedRow, error: &ZohoError, ctx: &Context) -> RowChange {
@@ -330,6 +396,33 @@ fn retry_or_fail(row: &ClaimedRow, about: &About, ambiguous: bool, ctx: &Context
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_recycle_bin_settles_an_invalid_data_after_a_lost_answer() {
+        let bin: std::collections::HashMap<String, (String, String)> = [(
+            "1".to_string(),
+            (
+                "2026-12-01T10:00:00+00:00".to_string(),
+                "Ann (9)".to_string(),
+            ),
+        )]
+        .into_iter()
+        .collect();
+        let checked = Evidence::Checked(bin);
+        let (d, m) = settle("1", "gone", &checked);
+        assert_eq!(d, Decision::Succeed);
+        assert!(m.starts_with(
+            "confirmed by the recycle bin: deleted at 2026-12-01T10:00:00+00:00 by Ann (9)"
+        ));
+        assert_eq!(settle("2", "gone", &checked).0, Decision::Fail);
+        let (d, m) = settle("2", "gone", &Evidence::Unavailable("no scope".into()));
+        assert_eq!(d, Decision::Succeed);
+        assert!(m.contains("could not be checked (no scope)"));
+        assert_eq!(
+            settle("2", "gone", &Evidence::NotAsked).0,
+            Decision::Succeed
+        );
+    }
     use crate::store::{LaneKey, LeaseToken, Operation, Strategy};
     use std::time::Duration;
 
@@ -561,7 +654,7 @@ mod tests {
             ("4", ResultCode::RecordLocked),
             ("5", ResultCode::CannotDelete),
         ]);
-        let plan = plan(&b, &r, &POLICY, WAITS, 1_000, || 0.5);
+        let plan = plan(&b, &r, &Evidence::NotAsked, &POLICY, WAITS, 1_000, || 0.5);
         assert!(
             matches!(&plan[0].change, RowChange::Succeeded { code, .. } if code == ResultCode::Success.as_str())
         );
@@ -591,7 +684,7 @@ mod tests {
             http_status: Some(503),
             ambiguous: true,
         });
-        let plan = plan(&b, &e, &POLICY, WAITS, 0, || 0.5);
+        let plan = plan(&b, &e, &Evidence::NotAsked, &POLICY, WAITS, 0, || 0.5);
         assert!(
             matches!(&plan[0].change, RowChange::Retry { code, ambiguous: true, count_attempt: true, .. } if code == "HTTP_503")
         );
@@ -607,7 +700,15 @@ mod tests {
             retry_after: Some(Duration::from_secs(7)),
             message: "slow".into(),
         });
-        let plan_429 = plan(&b, &limited, &POLICY, WAITS, 1_000, || 0.5);
+        let plan_429 = plan(
+            &b,
+            &limited,
+            &Evidence::NotAsked,
+            &POLICY,
+            WAITS,
+            1_000,
+            || 0.5,
+        );
         assert!(matches!(
             plan_429[0].change,
             RowChange::Retry {
@@ -621,7 +722,15 @@ mod tests {
             message: "no".into(),
             http_status: Some(403),
         });
-        let plan_paused = plan(&b, &paused, &POLICY, WAITS, 1_000, || 0.5);
+        let plan_paused = plan(
+            &b,
+            &paused,
+            &Evidence::NotAsked,
+            &POLICY,
+            WAITS,
+            1_000,
+            || 0.5,
+        );
         assert!(
             matches!(&plan_paused[0].change, RowChange::Retry { code, count_attempt: false, .. } if code == "NO_PERMISSION")
         );
@@ -630,7 +739,15 @@ mod tests {
             message: "token endpoint down".into(),
             retry_after: Duration::from_secs(15),
         });
-        let plan_unavailable = plan(&b, &unavailable, &POLICY, WAITS, 1_000, || 0.5);
+        let plan_unavailable = plan(
+            &b,
+            &unavailable,
+            &Evidence::NotAsked,
+            &POLICY,
+            WAITS,
+            1_000,
+            || 0.5,
+        );
         assert!(matches!(
             plan_unavailable[0].change,
             RowChange::Retry {
@@ -645,7 +762,15 @@ mod tests {
             message: "bad".into(),
             http_status: Some(400),
         });
-        let plan_rejected = plan(&b, &rejected, &POLICY, WAITS, 1_000, || 0.5);
+        let plan_rejected = plan(
+            &b,
+            &rejected,
+            &Evidence::NotAsked,
+            &POLICY,
+            WAITS,
+            1_000,
+            || 0.5,
+        );
         assert!(
             matches!(&plan_rejected[0].change, RowChange::Failed { code, .. } if code == "INVALID_MODULE")
         );
@@ -663,7 +788,15 @@ mod tests {
             http_status: Some(503),
             ambiguous: false,
         });
-        let planned = plan(&b, &e, &POLICY, WAITS, clock.now_ms(), || 0.5);
+        let planned = plan(
+            &b,
+            &e,
+            &Evidence::NotAsked,
+            &POLICY,
+            WAITS,
+            clock.now_ms(),
+            || 0.5,
+        );
         let RowChange::Retry {
             next_attempt_at, ..
         } = planned[0].change

@@ -44,6 +44,9 @@ pub struct WorkerSettings {
     pub heartbeat: Arc<AtomicI64>,
     /// Where the worker reads the time.
     pub clock: Clock,
+    /// Settle an `INVALID_DATA` after an unanswered attempt by the recycle
+    /// bin (`verify.ambiguous`) instead of assuming the first call deleted it.
+    pub verify_ambiguous: bool,
 }
 
 impl WorkerSettings {
@@ -78,6 +81,7 @@ impl WorkerSettings {
             max_deletions_per_day: limits.max_deletions_per_day,
             heartbeat: Arc::new(AtomicI64::new(clock.now_ms())),
             clock,
+            verify_ambiguous: true,
         }
     }
 

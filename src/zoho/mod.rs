@@ -50,7 +50,7 @@ pub use bulk::{
 pub use call::Call;
 pub use coql::{COQL_PAGE, CoqlPage, coql_credits};
 pub use error::ZohoError;
-pub use recycle::{DELETED_PAGE, DELETED_PAGE_CREDITS, DeletedPage, DeletedRecord};
+pub use recycle::{BIN_LOOKUP_IDS, DELETED_PAGE, DELETED_PAGE_CREDITS, DeletedPage, DeletedRecord};
 pub use view::{VIEW_PAGE, VIEW_PAGE_CREDITS, ViewCursor, ViewPage};
 pub use vocab::{
     CallCode, JobPhase, JobStatus, MAX_IDS_PER_DELETE, MAX_IDS_PER_MASS_DELETE,

@@ -116,6 +116,44 @@ fn read_page(status: u16, answer: &Value) -> Result<DeletedPage, ZohoError> {
     Ok(page)
 }
 
+/// IDs the recycle-bin list takes in one call.
+pub const BIN_LOOKUP_IDS: usize = 200;
+
+impl ZohoClient {
+    /// `GET /settings/recycle_bin?ids=…` (at most 200): which of `ids` the
+    /// recycle bin holds, each with when and by whom it was deleted.
+    pub async fn in_recycle_bin(
+        &self,
+        _slot: &CallSlot,
+        ids: &[&str],
+    ) -> Result<Vec<DeletedRecord>, ZohoError> {
+        let joined = ids.join(",");
+        let (status, answer) = self
+            .call("recycle_bin", |base| {
+                self.http
+                    .get(super::call::with_segments(
+                        base,
+                        &["settings", "recycle_bin"],
+                    ))
+                    .query(&[("ids", joined.as_str())])
+            })
+            .await?;
+        if status == 204 {
+            return Ok(Vec::new());
+        }
+        let Some(rows) = answer
+            .get("recycle_bin")
+            .and_then(Value::as_array)
+            .filter(|_| status == 200)
+        else {
+            return Err(answer::whole_call_error(status, &answer));
+        };
+        // Read like a page of deleted records: the same fields.
+        let page = read_page(200, &serde_json::json!({ "data": rows }))?;
+        Ok(page.records)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
