@@ -343,7 +343,7 @@ async fn outcomes_stream_every_row_as_csv_or_json_lines() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "id,operation,module,record_id,state,code,message,http_status,attempts,finished_at,verification,deleted_time,deleted_by,related_list,related_id"
+        "id,operation,module,record_id,state,code,message,http_status,attempts,finished_at,verification,deleted_time,deleted_by,related_list,related_id,queued_by,queued_how,config_hash"
     );
     assert_eq!(lines.len(), 3, "{csv}");
     assert!(

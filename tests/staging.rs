@@ -207,6 +207,8 @@ async fn cancel_drops_a_staged_selection_and_a_rerun_starts_afresh() {
         strategy: template.strategy,
         os_user: "ops".into(),
         host: "h".into(),
+        how: "cli".into(),
+        config_hash: None,
     };
     let id = env.store.begin_selection(&wanted, 1_000).await.unwrap();
     let mut enqueuer = env.store.begin_enqueue_into(id, true, false).await.unwrap();

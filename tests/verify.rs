@@ -97,7 +97,7 @@ async fn verify_marks_each_deleted_id_by_what_the_recycle_bin_holds() {
         csv.lines()
             .next()
             .unwrap()
-            .ends_with(",verification,deleted_time,deleted_by,related_list,related_id")
+            .ends_with(",verification,deleted_time,deleted_by,related_list,related_id,queued_by,queued_how,config_hash")
     );
     assert_eq!(
         csv.lines()

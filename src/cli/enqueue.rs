@@ -529,6 +529,8 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         strategy: template.strategy,
         os_user: crate::store::this_user(),
         host: crate::store::this_host(),
+        how: "cli".into(),
+        config_hash: Some(super::config_hash(&config)),
     };
     let (selection, resumed) = match store.unfinished_selection(&wanted).await? {
         Some(earlier) => {

@@ -14,6 +14,7 @@ mod migrate;
 mod modules;
 mod outcomes;
 mod progress;
+mod prune;
 mod resume;
 mod retry;
 mod select;
@@ -70,6 +71,8 @@ pub enum Command {
     Outcomes(outcomes::Opts),
     /// Check succeeded deletes against Zoho's recycle bin.
     Verify(verify::Opts),
+    /// Delete finished requests that finished before a date (asks first).
+    Prune(prune::Opts),
     /// What was queued, how it was chosen, by whom and when.
     Selections(selections::Opts),
     /// Put failed (or cancelled) requests back in the queue.
@@ -243,6 +246,7 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         Command::Status(opts) => status::run(config, opts).await,
         Command::Outcomes(opts) => outcomes::run(config, opts).await,
         Command::Verify(opts) => verify::run(config, opts).await,
+        Command::Prune(opts) => prune::run(config, opts).await,
         Command::Selections(opts) => selections::run(config, opts).await,
         Command::Select(opts) => select::run(config, opts).await,
         Command::Retry(opts) => retry::run(config, opts).await,
@@ -285,6 +289,18 @@ pub fn worker_settings(config: &Config) -> crate::worker::WorkerSettings {
             config.zoho.delete_strategy,
         )
     }
+}
+
+/// A hash of the effective configuration, for the audit: the SHA-256 of its
+/// debug form, in which every secret reads `[REDACTED]` (so no secret is in
+/// it, and changing one does not change the hash); 16 hex digits.
+pub(crate) fn config_hash(config: &Config) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(format!("{config:?}").as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The default org's Zoho client from the config's `[zoho]` and `[limits]`.
@@ -453,6 +469,30 @@ mod error_text_tests {
         assert_eq!(
             super::error_text(&e),
             "could not queue the IDs: database error: error returned from database: attempt to write a readonly database"
+        );
+    }
+}
+
+#[cfg(test)]
+mod config_hash_tests {
+    #[test]
+    fn the_config_hash_ignores_secrets_and_follows_settings() {
+        let base =
+            crate::config::Config::load_with_env(None, Vec::<(String, String)>::new()).unwrap();
+        let with = |k: &str, v: &str| {
+            crate::config::Config::load_with_env(None, vec![(k.to_string(), v.to_string())])
+                .unwrap()
+        };
+        let h = super::config_hash(&base);
+        assert_eq!(h.len(), 16);
+        assert_eq!(
+            super::config_hash(&with("ZDEL__ZOHO__REFRESH_TOKEN", "1000.secret")),
+            h
+        );
+        assert_ne!(super::config_hash(&with("ZDEL__LIMITS__BURST", "7")), h);
+        assert!(
+            !format!("{:?}", with("ZDEL__ZOHO__REFRESH_TOKEN", "1000.secret"))
+                .contains("1000.secret")
         );
     }
 }

@@ -38,6 +38,16 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
             (Some(name), None) => name.clone(),
             (None, _) => "-".to_string(),
         };
+        let how = if s.how == "cli" {
+            String::new()
+        } else {
+            format!(" by zdel {}", s.how)
+        };
+        let config = s
+            .config_hash
+            .as_deref()
+            .map_or(String::new(), |h| format!("; config {h}"));
+        let source = format!("{source}{how}{config}");
         println!(
             "{:>5}  {:<20}  {:<16}  {:<6}  {:<24}  {:<11}  {:>9}  {:>9}  {source}",
             s.id,

@@ -630,6 +630,11 @@ pub struct OutcomeRow {
     /// (`record_id` is then the parent).
     pub related_list: Option<String>,
     pub related_id: Option<String>,
+    /// Who queued it (the OS user of its selection; `sql` for a plain
+    /// INSERT), how (`cli`, `erase`; `sql`), and the configuration's hash.
+    pub queued_by: String,
+    pub queued_how: String,
+    pub config_hash: Option<String>,
 }
 
 /// How a selection chose its IDs (`selections.method`).
@@ -682,6 +687,10 @@ pub struct NewSelection {
     pub strategy: Strategy,
     pub os_user: String,
     pub host: String,
+    /// How it was queued: `cli` (enqueue, select) or `erase`.
+    pub how: String,
+    /// A hash of the effective configuration (secrets never in it).
+    pub config_hash: Option<String>,
 }
 
 /// One step of a release ([`crate::store::Store::release_selection`]).
@@ -717,6 +726,10 @@ pub struct SelectionRow {
     pub host: String,
     pub created_at: i64,
     pub finished_at: Option<i64>,
+    /// How it was queued: `cli` (enqueue, select) or `erase`.
+    pub how: String,
+    /// A hash of the effective configuration it ran with.
+    pub config_hash: Option<String>,
 }
 
 /// `zdel status --selection N`: the selection, and its rows by state and code.

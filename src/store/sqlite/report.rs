@@ -198,7 +198,10 @@ impl Store {
         let query = sqlx::query(concat!(
             "SELECT id, operation, module, record_id, state, outcome_code AS code,
                     outcome_message AS message, http_status, attempts, finished_at,
-                    verification, deleted_time, deleted_by, related_list, related_id
+                    verification, deleted_time, deleted_by, related_list, related_id,
+                    coalesce((SELECT s.os_user FROM selections s WHERE s.id = selection_id), 'sql') AS queued_by,
+                    coalesce((SELECT s.how FROM selections s WHERE s.id = selection_id), 'sql') AS queued_how,
+                    (SELECT s.config_hash FROM selections s WHERE s.id = selection_id) AS config_hash
              FROM deletion_requests WHERE ",
             outcome_filter!(),
             " ORDER BY id"

@@ -14,7 +14,8 @@ use crate::store::types::{NewSelection, Released, SelectionReport, SelectionRow,
 
 /// The columns of [`SelectionRow`].
 const COLUMNS: &str = "id, module, operation, method, source, source_hash, state, ids_found,
-     ids_queued, ids_already_deleted, pages, cursor, os_user, host, created_at, finished_at";
+     ids_queued, ids_already_deleted, pages, cursor, os_user, host, created_at, finished_at,
+     how, config_hash";
 
 impl Store {
     /// Record a selection about to be queued (state `queueing`); its id.
@@ -26,8 +27,9 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let id = sqlx::query_scalar(
             "INSERT INTO selections (module, operation, method, source, source_hash, shape,
-                                     os_user, host, created_at, wf_trigger, strategy)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
+                                     os_user, host, created_at, wf_trigger, strategy,
+                                     how, config_hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
         )
         .bind(&selection.module)
         .bind(selection.operation.as_str())
@@ -40,6 +42,8 @@ impl Store {
         .bind(now_ms)
         .bind(selection.wf_trigger)
         .bind(selection.strategy.as_str())
+        .bind(&selection.how)
+        .bind(&selection.config_hash)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;

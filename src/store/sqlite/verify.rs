@@ -130,3 +130,36 @@ impl Store {
         .await?)
     }
 }
+
+impl Store {
+    /// Finished rows (succeeded, failed, cancelled) that finished before
+    /// `before_ms`: what `zdel prune` would delete. Live rows never count.
+    pub async fn prunable(&self, before_ms: i64) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM deletion_requests
+             WHERE finished_at IS NOT NULL AND finished_at < ?1",
+        )
+        .bind(before_ms)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Delete up to `limit` finished rows that finished before `before_ms`
+    /// (one transaction; pending and running rows are never touched); how
+    /// many went. Call until it returns 0.
+    pub async fn prune_some(&self, before_ms: i64, limit: i64) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(
+            "DELETE FROM deletion_requests WHERE id IN (
+                 SELECT id FROM deletion_requests
+                 WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT ?2)",
+        )
+        .bind(before_ms)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+}
