@@ -58,6 +58,7 @@ pub struct Config {
     pub log: LogConfig,
     pub select: SelectConfig,
     pub verify: VerifyConfig,
+    pub erase: EraseConfig,
 }
 
 /// `[select]`: `zdel select`.
@@ -71,6 +72,18 @@ pub struct SelectConfig {
     /// How long a Bulk Read job may take before `select` stops (exit 130,
     /// the job's id kept: the same command goes on polling it).
     pub bulk_max_wait_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EraseConfig {
+    /// The modules `zdel erase` searches.
+    pub modules: Vec<String>,
+    /// The fields an `--email` must equal (any of them).
+    pub email_fields: Vec<String>,
+    /// The fields a `--phone` must equal (any of them).
+    pub phone_fields: Vec<String>,
+    /// How long erase waits for a running daemon to delete what it queued.
+    pub wait_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,6 +7,7 @@ mod cancel;
 mod check;
 mod demo;
 mod enqueue;
+mod erase;
 mod export_csv;
 mod jobs;
 mod mass_delete;
@@ -73,6 +74,8 @@ pub enum Command {
     Verify(verify::Opts),
     /// Delete finished requests that finished before a date (asks first).
     Prune(prune::Opts),
+    /// Erase one person: find their records by email or phone, delete, verify, report.
+    Erase(erase::Opts),
     /// What was queued, how it was chosen, by whom and when.
     Selections(selections::Opts),
     /// Put failed (or cancelled) requests back in the queue.
@@ -247,6 +250,7 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         Command::Outcomes(opts) => outcomes::run(config, opts).await,
         Command::Verify(opts) => verify::run(config, opts).await,
         Command::Prune(opts) => prune::run(config, opts).await,
+        Command::Erase(opts) => erase::run(config, opts).await,
         Command::Selections(opts) => selections::run(config, opts).await,
         Command::Select(opts) => select::run(config, opts).await,
         Command::Retry(opts) => retry::run(config, opts).await,
