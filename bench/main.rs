@@ -1209,6 +1209,51 @@ async fn selecting(b: &mut Bench) -> Result<()> {
     Ok(())
 }
 
+/// `zdel verify` of 100,000 deleted IDs at 100 ms a call: the credits and
+/// seconds the recycle-bin check takes (pages of 200, 2 credits a page).
+async fn verifying(b: &mut Bench) -> Result<()> {
+    let n: u64 = if b.quick { 20_000 } else { 100_000 };
+    let env = Env::new(Faults {
+        credit_budget: Some(10_000_000),
+        ..Faults::default()
+    })
+    .await?;
+    let sb = &env.sandbox.sandbox;
+    sb.add_records("Leads", (0..n).map(id));
+    env.enqueue("Leads", 0, n, Strategy::Auto).await?;
+    env.drain(&[]).await?;
+    // The check itself at Zoho-like latency.
+    let mut faults = sb.faults();
+    faults.latency = Duration::from_millis(100);
+    sb.set_faults(faults);
+    let config = env.config(&[])?;
+    let client = zdel::cli::zoho_client(&config)?;
+    let before = sb.stats().credits_used;
+    let started = Instant::now();
+    let (run, _) = zdel::worker::verify::verify(
+        &env.store,
+        &client,
+        &zdel::store::VerifyScope::default(),
+        "bench",
+    )
+    .await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    anyhow::ensure!(run.verified == n as i64, "verified {} of {n}", run.verified);
+    let credits = sb.stats().credits_used - before;
+    b.record(
+        &format!("verify {n} deleted IDs against the recycle bin, 100 ms a call"),
+        format!(
+            "**{credits} credits** ({} pages), {elapsed:.1} s = {:.0} IDs/s; {} of {n} verified",
+            run.pages,
+            n as f64 / elapsed,
+            run.verified
+        ),
+        "about 1,000 credits per 100,000",
+        Some(credits as f64 <= n as f64 / 100.0 * 1.05),
+    );
+    Ok(())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args()
@@ -1267,6 +1312,9 @@ async fn main() -> Result<()> {
     }
     if wanted("select") {
         selecting(&mut b).await?;
+    }
+    if wanted("verify") {
+        verifying(&mut b).await?;
     }
     b.notes.push(format!(
         "whole run: {:.0} s",

@@ -23,6 +23,10 @@ pub(super) fn router(sandbox: Sandbox) -> Router {
     Router::new()
         .route("/oauth/v2/token", post(token))
         .route("/crm/bulk/{version}/read", post(super::bulk::create))
+        .route(
+            "/crm/{version}/settings/recycle_bin/actions/restore",
+            post(restore),
+        )
         .route("/crm/bulk/{version}/read/{job}", get(super::bulk::status))
         .route(
             "/crm/bulk/{version}/read/{job}/{what}",
@@ -222,6 +226,7 @@ pub(super) async fn gated(
                 .insert(CREDITS_HEADER, header::HeaderValue::from(0));
             return response;
         }
+        super::recycle::finish_scheduled(&mut inner);
         inner.stats.call_starts.push(Instant::now());
         inner.stats.call_times.push(Instant::now());
         inner.stats.ids_per_call.push(ids.len());
@@ -726,6 +731,31 @@ fn coql_answer(inner: &mut Inner, query: &str) -> Response {
         })
         .collect();
     Json(json!({"data": data, "info": {"count": page.len(), "more_records": more}})).into_response()
+}
+
+/// `POST /settings/recycle_bin/actions/restore`.
+async fn restore(
+    State(sb): State<Sandbox>,
+    Path(_version): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<serde_json::Value>,
+) -> Response {
+    let ids: Vec<String> = body["ids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    gated(&sb, &headers, "restore", "", &ids, |inner, _| {
+        super::recycle::finish_scheduled(inner);
+        Acted {
+            response: super::recycle::restore(inner, &body),
+            mutated: true,
+        }
+    })
+    .await
 }
 
 /// Modules every org has, as `GET /settings/modules` names them.

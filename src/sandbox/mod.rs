@@ -229,6 +229,7 @@ struct Inner {
     recycle: recycle::RecycleBin,
     /// IDs whose next delete removes the record but answers INTERNAL_ERROR.
     fail_after_delete: HashSet<String>,
+    restores: recycle::Restores,
 }
 
 /// What a mass-delete status poll answers, when not the job's status.
@@ -372,10 +373,9 @@ impl Sandbox {
     }
 
     pub fn has_record(&self, module: &str, id: &str) -> bool {
-        self.lock()
-            .records
-            .get(module)
-            .is_some_and(|s| s.contains(id))
+        let mut inner = self.lock();
+        recycle::finish_scheduled(&mut inner);
+        inner.records.get(module).is_some_and(|s| s.contains(id))
     }
 
     /// How many records `module` still has.
@@ -532,7 +532,25 @@ impl Sandbox {
 
     /// Whether the recycle bin holds `id` of `module`.
     pub fn in_recycle_bin(&self, module: &str, id: &str) -> bool {
-        self.lock().recycle.get(module, id).is_some()
+        let mut inner = self.lock();
+        recycle::finish_scheduled(&mut inner);
+        inner.recycle.get(module, id).is_some()
+    }
+
+    /// `child` comes back from the bin only once `parent` of
+    /// `parent_module` is live (CANNOT_RESTORE_WITHOUT_PARENT before).
+    pub fn restore_needs_parent(&self, child: &str, parent_module: &str, parent: &str) {
+        self.lock().restores.parents.insert(
+            child.to_string(),
+            (parent_module.to_string(), parent.to_string()),
+        );
+    }
+
+    /// Restores of more than `ids` IDs are SCHEDULED and done `delay` later.
+    pub fn schedule_restores_over(&self, ids: usize, delay: Duration) {
+        let mut inner = self.lock();
+        inner.restores.schedule_over = Some(ids);
+        inner.restores.delay = delay;
     }
 
     /// Bulk Read jobs hold `records` each (Zoho: 200,000) and answer

@@ -199,6 +199,111 @@ pub(super) fn bin_lookup(inner: &mut Inner, params: &HashMap<String, String>) ->
         .into_response()
 }
 
+/// What a restore of IDs asks of the sandbox beyond the bin itself.
+#[derive(Debug, Default)]
+pub(super) struct Restores {
+    /// child ID → (parent module, parent ID): the child comes back only
+    /// once its parent is live (CANNOT_RESTORE_WITHOUT_PARENT before).
+    pub(super) parents: HashMap<String, (String, String)>,
+    /// A restore of more IDs than this is SCHEDULED (Zoho: over 1,000
+    /// records with their children); `None`: never.
+    pub(super) schedule_over: Option<usize>,
+    /// How long a scheduled restore takes.
+    pub(super) delay: std::time::Duration,
+    /// Scheduled restores: when they are done, and what.
+    pub(super) scheduled: Vec<(std::time::Instant, String, String)>,
+}
+
+/// Scheduled restores whose time has come put their records back.
+pub(super) fn finish_scheduled(inner: &mut Inner) {
+    let now = std::time::Instant::now();
+    let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut inner.restores.scheduled)
+        .into_iter()
+        .partition(|(at, _, _)| *at <= now);
+    inner.restores.scheduled = later;
+    for (_, module, id) in due {
+        if inner.recycle.take(&module, &id).is_some() {
+            inner.records.entry(module).or_default().insert(id);
+        }
+    }
+}
+
+/// `POST /settings/recycle_bin/actions/restore {"ids":[…]}`: per ID,
+/// SUCCESS (back in its module), INVALID_DATA (not in the bin),
+/// CANNOT_RESTORE_WITHOUT_PARENT, or — for a big restore — SCHEDULED (202;
+/// the records come back after a delay, with no job id).
+pub(super) fn restore(inner: &mut Inner, body: &serde_json::Value) -> Response {
+    let ids: Vec<String> = body["ids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if ids.is_empty() || ids.len() > 200 {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"code": "INVALID_DATA", "details": {"param_name": "ids"}, "message": "give 1 to 200 ids", "status": "error"})),
+        )
+            .into_response();
+    }
+    let module_of = |inner: &Inner, id: &str| {
+        inner
+            .recycle
+            .entries
+            .iter()
+            .find(|(_, e)| e.contains_key(id))
+            .map(|(m, _)| m.clone())
+    };
+    let scheduled = inner.restores.schedule_over.is_some_and(|n| ids.len() > n);
+    let mut entries = Vec::new();
+    let (mut done, mut failed) = (0, 0);
+    for id in &ids {
+        let entry = |code: &str, message: &str, status: &str| json!({"code": code, "details": {"id": id}, "message": message, "status": status});
+        let Some(module) = module_of(inner, id) else {
+            failed += 1;
+            entries.push(entry(
+                "INVALID_DATA",
+                "the id given seems to be invalid",
+                "error",
+            ));
+            continue;
+        };
+        if let Some((pm, pid)) = inner.restores.parents.get(id)
+            && !inner.records.get(pm).is_some_and(|r| r.contains(pid))
+        {
+            failed += 1;
+            entries.push(entry(
+                "CANNOT_RESTORE_WITHOUT_PARENT",
+                "the parent record is in the recycle bin: restore it first",
+                "error",
+            ));
+            continue;
+        }
+        if scheduled {
+            let at = std::time::Instant::now() + inner.restores.delay;
+            inner.restores.scheduled.push((at, module, id.clone()));
+            entries.push(entry("SCHEDULED", "restore scheduled", "success"));
+            continue;
+        }
+        inner.recycle.take(&module, id);
+        inner.records.entry(module).or_default().insert(id.clone());
+        done += 1;
+        entries.push(entry("SUCCESS", "record restored", "success"));
+    }
+    let status = if scheduled && failed == 0 {
+        StatusCode::ACCEPTED
+    } else if failed == 0 {
+        StatusCode::OK
+    } else if done > 0 || scheduled {
+        StatusCode::MULTI_STATUS
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    (status, Json(json!({ "recycle_bin": entries }))).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

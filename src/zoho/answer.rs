@@ -26,12 +26,13 @@ fn text(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
-/// The per-ID entries of an answer: `data`, or `contact_roles` for the
-/// contact-role endpoints.
+/// The per-ID entries of an answer: `data`, `contact_roles` for the
+/// contact-role endpoints, or `recycle_bin` for a restore.
 fn entries(value: &Value) -> Option<&Vec<Value>> {
     value
         .get("data")
         .or_else(|| value.get("contact_roles"))
+        .or_else(|| value.get("recycle_bin"))
         .and_then(Value::as_array)
 }
 

@@ -26,6 +26,9 @@ pub enum Call<'a> {
     DeleteContactRoles { ids: Vec<&'a str> },
     /// `DELETE /{module}/{record_id}/photo`: one record; the answer is a bare object.
     DeletePhoto { module: &'a str, record_id: &'a str },
+    /// `POST /settings/recycle_bin/actions/restore {"ids":[…]}`, up to 100
+    /// IDs back out of the recycle bin; the answer is under `recycle_bin`.
+    Restore { ids: Vec<&'a str> },
 }
 
 impl Call<'_> {
@@ -37,6 +40,7 @@ impl Call<'_> {
             Call::Delink { .. } => "delink",
             Call::DeleteContactRoles { .. } => "contact_roles",
             Call::DeletePhoto { .. } => "photo",
+            Call::Restore { .. } => "restore",
         }
     }
 
@@ -46,7 +50,8 @@ impl Call<'_> {
             Call::DeleteRecords { ids, .. }
             | Call::MassDeleteIds { ids, .. }
             | Call::Delink { ids, .. }
-            | Call::DeleteContactRoles { ids } => ids,
+            | Call::DeleteContactRoles { ids }
+            | Call::Restore { ids } => ids,
             Call::DeletePhoto { record_id, .. } => std::slice::from_ref(record_id),
         }
     }
@@ -73,6 +78,9 @@ impl Call<'_> {
             }
             Call::DeletePhoto { module, record_id } => {
                 format!("DELETE /{module}/{record_id}/photo")
+            }
+            Call::Restore { .. } => {
+                format!("POST /settings/recycle_bin/actions/restore ids=[{ids}] ({n} IDs)")
             }
         }
     }
@@ -109,6 +117,12 @@ impl Call<'_> {
             Call::DeletePhoto { module, record_id } => {
                 http.delete(with_segments(base, &[module, record_id, "photo"]))
             }
+            Call::Restore { ids } => http
+                .post(with_segments(
+                    base,
+                    &["settings", "recycle_bin", "actions", "restore"],
+                ))
+                .json(&serde_json::json!({ "ids": ids })),
         }
     }
 }
