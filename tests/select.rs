@@ -482,3 +482,33 @@ async fn a_dry_run_says_the_calls_and_credits_and_stores_nothing() {
     assert_eq!(env.calls_to("record_count"), 0);
     assert!(queued(&env).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_read_downloads_stay_under_zohos_ten_a_minute() {
+    let mut env = TestEnv::new(Faults {
+        credit_budget: Some(1_000_000),
+        ..Faults::default()
+    })
+    .await;
+    env.set("SELECT__BULK_POLL_INTERVAL_MS", "20");
+    // 1,100 matches in jobs of 100: eleven downloads. Zoho (the sandbox)
+    // turns an eleventh download within a minute away with a 429; zdel
+    // waits for the minute instead of asking.
+    let want = seed(&env, 1_375);
+    assert_eq!(want.len(), 1_100);
+    env.sb().set_bulk_read(100, 0);
+    let (code, stdout, stderr) = zdel(
+        &env,
+        &[
+            "select", "--module", "Leads", "--where", JUNK, "--via", "bulk", "--yes",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.starts_with("selected 1100 record(s)"), "{stdout}");
+    assert_eq!(queued(&env).await, want);
+    assert_eq!(
+        env.sb().bulk_downloads(),
+        (11, 0),
+        "eleven served, none refused"
+    );
+}

@@ -16,6 +16,7 @@ mod modules;
 mod outcomes;
 mod progress;
 mod prune;
+mod restore;
 mod resume;
 mod retry;
 mod select;
@@ -76,6 +77,8 @@ pub enum Command {
     Prune(prune::Opts),
     /// Erase one person: find their records by email or phone, delete, verify, report.
     Erase(erase::Opts),
+    /// Undo deletes: queue restores out of the recycle bin (within 60 days).
+    Restore(restore::Opts),
     /// What was queued, how it was chosen, by whom and when.
     Selections(selections::Opts),
     /// Put failed (or cancelled) requests back in the queue.
@@ -251,6 +254,7 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         Command::Verify(opts) => verify::run(config, opts).await,
         Command::Prune(opts) => prune::run(config, opts).await,
         Command::Erase(opts) => erase::run(config, opts).await,
+        Command::Restore(opts) => restore::run(config, opts).await,
         Command::Selections(opts) => selections::run(config, opts).await,
         Command::Select(opts) => select::run(config, opts).await,
         Command::Retry(opts) => retry::run(config, opts).await,

@@ -233,6 +233,7 @@ pub(super) fn finish_scheduled(inner: &mut Inner) {
 /// CANNOT_RESTORE_WITHOUT_PARENT, or — for a big restore — SCHEDULED (202;
 /// the records come back after a delay, with no job id).
 pub(super) fn restore(inner: &mut Inner, body: &serde_json::Value) -> Response {
+    inner.recycle.purge(crate::clock::now_ms());
     let ids: Vec<String> = body["ids"]
         .as_array()
         .map(|a| {

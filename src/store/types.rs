@@ -14,14 +14,17 @@ pub enum Operation {
     Delink,
     DeleteContactRole,
     DeletePhoto,
+    /// Back out of the recycle bin (`zdel restore`).
+    Restore,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 4] = [
+    pub const ALL: [Operation; 5] = [
         Operation::Delete,
         Operation::Delink,
         Operation::DeleteContactRole,
         Operation::DeletePhoto,
+        Operation::Restore,
     ];
 
     /// The spelling in the database.
@@ -31,6 +34,7 @@ impl Operation {
             Operation::Delink => "delink",
             Operation::DeleteContactRole => "delete_contact_role",
             Operation::DeletePhoto => "delete_photo",
+            Operation::Restore => "restore",
         }
     }
 

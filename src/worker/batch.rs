@@ -168,6 +168,7 @@ fn call_for(batch: &ClaimedBatch, strategy: Strategy) -> Call<'_> {
         },
         Operation::DeleteContactRole => Call::DeleteContactRoles { ids },
         Operation::DeletePhoto => Call::DeletePhoto { module, record_id },
+        Operation::Restore => Call::Restore { ids },
     }
 }
 
@@ -180,6 +181,7 @@ pub(super) fn scope_operation(lane: &LaneKey, strategy: Strategy) -> &'static st
         Operation::Delink => "delink",
         Operation::DeleteContactRole => "contact_role",
         Operation::DeletePhoto => "photo",
+        Operation::Restore => "restore",
     }
 }
 

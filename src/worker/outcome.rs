@@ -89,9 +89,15 @@ pub fn for_id(code: &ResultCode, earlier_unanswered: bool) -> Decision {
         ResultCode::InvalidData if earlier_unanswered => Decision::Succeed,
         // A server fault reported for this ID: Zoho may have deleted it.
         ResultCode::InternalError => Decision::Retry { maybe_done: true },
-        ResultCode::RecordLocked | ResultCode::LimitReached | ResultCode::CannotProcess => {
-            Decision::Retry { maybe_done: false }
-        }
+        ResultCode::RecordLocked
+        | ResultCode::LimitReached
+        | ResultCode::CannotProcess
+        // A restore whose parent is still in the bin: the parent's lane
+        // restores it meanwhile, so asking again later brings the child back.
+        | ResultCode::CannotRestoreWithoutParent => Decision::Retry { maybe_done: false },
+        // A restore Zoho does later, with no job id: asked again later, an
+        // `INVALID_DATA` (no longer in the bin) then means it came back.
+        ResultCode::Scheduled => Decision::Retry { maybe_done: true },
         // Another mass action runs: nothing was done for this ID.
         ResultCode::AlreadyScheduled => Decision::Wait,
         // The token's user may not delete it: the same answer as a whole-call one.
@@ -192,6 +198,7 @@ pub fn plan(
         now_ms,
         jitter,
         evidence,
+        restore: batch.lane.operation == crate::store::Operation::Restore,
     };
     batch
         .rows
@@ -212,6 +219,8 @@ struct Context<'a> {
     now_ms: i64,
     jitter: f64,
     evidence: &'a Evidence,
+    /// The batch restores records (out of the recycle bin) instead of deleting them.
+    restore: bool,
 }
 
 /// What a decision is about: its code, message and HTTP status.
@@ -235,7 +244,18 @@ fn per_id(row: &ClaimedRow, answer: &BatchAnswer, ctx: &Context) -> RowChange {
     };
     let mut decision = for_id(code, row.ambiguous_attempts > 0);
     let confirmed;
-    let message = if decision == Decision::Succeed && *code == ResultCode::InvalidData {
+    let message = if ctx.restore && *code == ResultCode::InvalidData {
+        confirmed = if decision == Decision::Succeed {
+            format!(
+                "restored: no longer in the recycle bin after an earlier attempt that ended without an answer or was SCHEDULED (Zoho said: {message})"
+            )
+        } else {
+            format!(
+                "not in the recycle bin: purged after 60 days, restored already, or never deleted (Zoho said: {message})"
+            )
+        };
+        confirmed.as_str()
+    } else if decision == Decision::Succeed && *code == ResultCode::InvalidData {
         let (settled, said) = settle(row.answer_id(), message, ctx.evidence);
         decision = settled;
         confirmed = said;
@@ -482,6 +502,11 @@ mod tests {
             ("per-ID `CANNOT_DELETE`", id("CANNOT_DELETE")),
             ("per-ID `NOT_APPROVED`", id("NOT_APPROVED")),
             ("per-ID `RECORD_IN_BLUEPRINT`", id("RECORD_IN_BLUEPRINT")),
+            ("per-ID `SCHEDULED` (a restore)", id("SCHEDULED")),
+            (
+                "per-ID `CANNOT_RESTORE_WITHOUT_PARENT` (a restore)",
+                id("CANNOT_RESTORE_WITHOUT_PARENT"),
+            ),
             ("per-ID code zdel does not know", id("SOMETHING_NEW")),
             ("an ID the answer does not mention", NOT_MENTIONED),
             (

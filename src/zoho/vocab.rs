@@ -77,6 +77,10 @@ zoho_codes! {
         AlreadyScheduled = "ALREADY_SCHEDULED",
         /// The token's user may not delete this record.
         NoPermission = "NO_PERMISSION",
+        /// A restore: Zoho will restore it later (a big restore; no job id).
+        Scheduled = "SCHEDULED",
+        /// A restore: the record's parent is still in the recycle bin.
+        CannotRestoreWithoutParent = "CANNOT_RESTORE_WITHOUT_PARENT",
     }
 }
 
