@@ -80,7 +80,8 @@ async fn a_restore_gives_each_id_its_outcome_scheduled_ones_included() {
                 assert!(
                     code == "SUCCESS"
                         || (code == "INVALID_DATA"
-                            && message.starts_with("restored: no longer in the recycle bin")),
+                            && message
+                                .starts_with("restored: live again, no longer in the recycle bin")),
                     "{id}: {code} {message}"
                 );
             }
@@ -163,4 +164,31 @@ async fn deletes_older_than_60_days_are_refused_up_front() {
         Some(0),
         "under the threshold it does not ask: {stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_restore_that_never_comes_back_fails_after_a_live_check() {
+    let mut env = TestEnv::new(Faults::default()).await;
+    env.set("RETRY__BASE_DELAY_MS", "20");
+    env.set("RETRY__MAX_DELAY_MS", "50");
+    let all = deleted(&env, 3).await;
+    env.sb().schedule_restores_over(2, Duration::ZERO);
+    env.sb().lose_scheduled_restores(true);
+    let (code, _, stderr) = env.output(&["restore", "--selection", "1", "--yes"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    env.drain(Duration::from_secs(30)).await;
+    for (id, state, code, message) in rows(&env, 2).await {
+        assert_eq!(
+            (state.as_str(), code.as_str()),
+            ("failed", "INVALID_DATA"),
+            "{id}"
+        );
+        assert!(
+            message.starts_with("neither in the recycle bin nor live"),
+            "{message}"
+        );
+    }
+    // One look-up of the three, after the scheduled restore.
+    assert_eq!(env.calls_to("read"), 1);
+    assert!(all.iter().all(|id| !env.sb().has_record("Leads", id)));
 }

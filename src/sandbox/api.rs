@@ -522,6 +522,22 @@ async fn get_records(
         if let Some(cvid) = params.get("cvid") {
             return answered(view_page(inner, &module, cvid, &params));
         }
+        if let Some(ids) = params.get("ids") {
+            // `?ids=…`: those of the records that are live; 204 when none.
+            let live: Vec<serde_json::Value> = ids
+                .split(',')
+                .filter(|id| inner.records.get(&module).is_some_and(|r| r.contains(*id)))
+                .map(|id| json!({ "id": id }))
+                .collect();
+            if live.is_empty() {
+                return answered(StatusCode::NO_CONTENT.into_response());
+            }
+            let n = live.len();
+            return answered(
+                Json(json!({"data": live, "info": {"per_page": n, "count": n, "page": 1, "more_records": false}}))
+                    .into_response(),
+            );
+        }
         let mut ids: Vec<&String> = inner.records.get(&module).into_iter().flatten().collect();
         ids.sort();
         match ids.first() {

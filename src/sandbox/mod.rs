@@ -546,6 +546,12 @@ impl Sandbox {
         );
     }
 
+    /// Scheduled restores fail inside Zoho: their records leave the bin and
+    /// never come back.
+    pub fn lose_scheduled_restores(&self, lose: bool) {
+        self.lock().restores.lose_scheduled = lose;
+    }
+
     /// Restores of more than `ids` IDs are SCHEDULED and done `delay` later.
     pub fn schedule_restores_over(&self, ids: usize, delay: Duration) {
         let mut inner = self.lock();

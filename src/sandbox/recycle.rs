@@ -212,6 +212,9 @@ pub(super) struct Restores {
     pub(super) delay: std::time::Duration,
     /// Scheduled restores: when they are done, and what.
     pub(super) scheduled: Vec<(std::time::Instant, String, String)>,
+    /// Scheduled restores fail inside Zoho: the records leave the bin and
+    /// never come back.
+    pub(super) lose_scheduled: bool,
 }
 
 /// Scheduled restores whose time has come put their records back.
@@ -280,6 +283,11 @@ pub(super) fn restore(inner: &mut Inner, body: &serde_json::Value) -> Response {
                 "the parent record is in the recycle bin: restore it first",
                 "error",
             ));
+            continue;
+        }
+        if scheduled && inner.restores.lose_scheduled {
+            inner.recycle.take(&module, id);
+            entries.push(entry("SCHEDULED", "restore scheduled", "success"));
             continue;
         }
         if scheduled {

@@ -93,6 +93,10 @@ pub(super) async fn run_batch(
                 recycle_bin_evidence(&shared, &outcome::ambiguous_invalid_data(&batch, answer))
                     .await
             }
+            Ok(answer) if batch.lane.operation == Operation::Restore => {
+                let ids = outcome::ambiguous_invalid_data(&batch, answer);
+                live_evidence(&shared, &batch.lane.module, &ids).await
+            }
             _ => Evidence::NotAsked,
         };
         let now = shared.clock().now_ms();
@@ -138,6 +142,27 @@ async fn recycle_bin_evidence(shared: &Shared, ids: &[&str]) -> Evidence {
         }
     }
     Evidence::Checked(bin)
+}
+
+/// Which of `ids` (a restore's INVALID_DATA after a SCHEDULED or unanswered
+/// attempt: no longer in the bin) are live records again: one look-up for
+/// the batch (`GET /{module}?ids=`).
+async fn live_evidence(shared: &Shared, module: &str, ids: &[&str]) -> Evidence {
+    if ids.is_empty() {
+        return Evidence::NotAsked;
+    }
+    let slot = shared.client.acquire_slot().await;
+    match shared.client.live_records(&slot, module, ids).await {
+        Ok(live) => Evidence::Checked(
+            live.into_iter()
+                .map(|id| (id, ("live".to_string(), String::new())))
+                .collect(),
+        ),
+        Err(e) => {
+            warn!(error = %e, "could not look the restored records up; the old rule decides");
+            Evidence::Unavailable(e.to_string())
+        }
+    }
 }
 
 /// The one call that carries `batch`, chosen by its operation and strategy.

@@ -246,9 +246,23 @@ fn per_id(row: &ClaimedRow, answer: &BatchAnswer, ctx: &Context) -> RowChange {
     let confirmed;
     let message = if ctx.restore && *code == ResultCode::InvalidData {
         confirmed = if decision == Decision::Succeed {
-            format!(
-                "restored: no longer in the recycle bin after an earlier attempt that ended without an answer or was SCHEDULED (Zoho said: {message})"
-            )
+            match ctx.evidence {
+                Evidence::Checked(live) if !live.contains_key(row.answer_id()) => {
+                    decision = Decision::Fail;
+                    format!(
+                        "neither in the recycle bin nor live after an earlier attempt that was SCHEDULED or ended without an answer (Zoho said: {message})"
+                    )
+                }
+                Evidence::Checked(_) => format!(
+                    "restored: live again, no longer in the recycle bin after an earlier attempt that was SCHEDULED or ended without an answer (Zoho said: {message})"
+                ),
+                Evidence::Unavailable(why) => format!(
+                    "restored: no longer in the recycle bin after an earlier attempt that was SCHEDULED or ended without an answer; whether it is live could not be checked ({why}) (Zoho said: {message})"
+                ),
+                Evidence::NotAsked => format!(
+                    "restored: no longer in the recycle bin after an earlier attempt that ended without an answer or was SCHEDULED (Zoho said: {message})"
+                ),
+            }
         } else {
             format!(
                 "not in the recycle bin: purged after 60 days, restored already, or never deleted (Zoho said: {message})"

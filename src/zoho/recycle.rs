@@ -154,6 +154,40 @@ impl ZohoClient {
     }
 }
 
+impl ZohoClient {
+    /// `GET /{module}?ids=…&fields=id` (at most 100): which of `ids` are
+    /// live records — how a SCHEDULED restore is seen to be done.
+    pub async fn live_records(
+        &self,
+        _slot: &CallSlot,
+        module: &str,
+        ids: &[&str],
+    ) -> Result<std::collections::HashSet<String>, ZohoError> {
+        let joined = ids.join(",");
+        let (status, answer) = self
+            .call("live_records", |base| {
+                self.http
+                    .get(super::call::with_segments(base, &[module]))
+                    .query(&[("ids", joined.as_str()), ("fields", "id")])
+            })
+            .await?;
+        if status == 204 {
+            return Ok(Default::default());
+        }
+        let Some(rows) = answer
+            .get("data")
+            .and_then(Value::as_array)
+            .filter(|_| status == 200)
+        else {
+            return Err(answer::whole_call_error(status, &answer));
+        };
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.get("id").and_then(Value::as_str).map(str::to_string))
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
