@@ -192,3 +192,43 @@ async fn a_scheduled_restore_that_never_comes_back_fails_after_a_live_check() {
     assert_eq!(env.calls_to("read"), 1);
     assert!(all.iter().all(|id| !env.sb().has_record("Leads", id)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_and_its_parent_restored_together_both_come_back() {
+    let mut env = TestEnv::new(Faults::default()).await;
+    env.set("RETRY__BASE_DELAY_MS", "20");
+    env.set("RETRY__MAX_DELAY_MS", "50");
+    let deal = ids(0, 1);
+    let account = ids(100, 1);
+    env.seed_and_enqueue("Deals", &deal, true).await;
+    env.seed_and_enqueue("Accounts", &account, true).await;
+    env.drain(Duration::from_secs(30)).await;
+    env.sb()
+        .restore_needs_parent(&deal[0], "Accounts", &account[0]);
+    // Above select.confirm_above, off a terminal: refused without --yes.
+    env.set("SELECT__CONFIRM_ABOVE", "1");
+    let (code, _, stderr) = env.output(&["restore", "--since", "1h"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("2 record(s) will be restored"), "{stderr}");
+    let (code, stdout, stderr) = env.output(&["restore", "--since", "1h", "--yes"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.starts_with("queued 2 restore request(s) in 2 module(s)"),
+        "{stdout}"
+    );
+    env.drain(Duration::from_secs(30)).await;
+    let states: Vec<(String, String)> = sqlx::query_as(
+        "SELECT module, state FROM deletion_requests WHERE operation = 'restore' ORDER BY module",
+    )
+    .fetch_all(&env.sql)
+    .await
+    .unwrap();
+    assert_eq!(
+        states,
+        vec![
+            ("Accounts".into(), "succeeded".into()),
+            ("Deals".into(), "succeeded".into())
+        ]
+    );
+    assert!(env.sb().has_record("Deals", &deal[0]) && env.sb().has_record("Accounts", &account[0]));
+}

@@ -327,7 +327,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         strategy: template.strategy,
         os_user: crate::store::this_user(),
         host: crate::store::this_host(),
-        how: "cli".into(),
+        how: "selection".into(),
         config_hash: Some(super::config_hash(&config)),
     };
     // An unfinished selection of the same query goes on the way it began.

@@ -691,7 +691,7 @@ pub struct NewSelection {
     pub strategy: Strategy,
     pub os_user: String,
     pub host: String,
-    /// How it was queued: `cli` (enqueue, select) or `erase`.
+    /// How it was queued: `cli` (enqueue), `selection` (select), `restore` or `erase`.
     pub how: String,
     /// A hash of the effective configuration (secrets never in it).
     pub config_hash: Option<String>,
@@ -730,7 +730,7 @@ pub struct SelectionRow {
     pub host: String,
     pub created_at: i64,
     pub finished_at: Option<i64>,
-    /// How it was queued: `cli` (enqueue, select) or `erase`.
+    /// How it was queued: `cli` (enqueue), `selection` (select), `restore` or `erase`.
     pub how: String,
     /// A hash of the effective configuration it ran with.
     pub config_hash: Option<String>,
