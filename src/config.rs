@@ -100,6 +100,29 @@ pub struct VerifyConfig {
 pub struct HttpConfig {
     pub listen: String,
     pub queue_depth_interval_ms: u64,
+    /// Needed by `/` and `/api/*` (Bearer, or `?token=`) when `listen` is
+    /// not a loopback address; start-up refuses without it then.
+    pub console_token: secrecy::SecretString,
+}
+
+impl HttpConfig {
+    /// A console on a non-loopback address needs `http.console_token`.
+    pub fn check_console(&self, listen: &str) -> Result<(), ConfigError> {
+        use secrecy::ExposeSecret;
+        let loopback = listen
+            .parse::<std::net::SocketAddr>()
+            .map(|a| a.ip().is_loopback())
+            .unwrap_or_else(|_| listen.starts_with("localhost:"));
+        if !loopback && self.console_token.expose_secret().trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "http.console_token",
+                problem: format!(
+                    "is not set, and http.listen {listen} is not a loopback address: set a token (ZDEL__HTTP__CONSOLE_TOKEN) so that only whoever holds it sees the console, or listen on 127.0.0.1"
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -15,7 +15,9 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::LimitsConfig;
 use crate::store::Store;
+use secrecy::{ExposeSecret, SecretString};
 
 /// What the endpoints report on. `shutting_down` flips the moment SIGTERM
 /// arrives, so an orchestrator stops routing to us before calls finish.
@@ -23,14 +25,25 @@ pub struct Health {
     pub store: Store,
     pub shutting_down: AtomicBool,
     pub metrics: Option<PrometheusHandle>,
+    /// What the console's figures are measured against.
+    pub limits: LimitsConfig,
+    /// Needed by `/` and `/api/*` when set (see `http.console_token`).
+    pub console_token: Option<SecretString>,
 }
 
 impl Health {
-    pub fn new(store: Store, metrics: Option<PrometheusHandle>) -> Arc<Health> {
+    pub fn new(
+        store: Store,
+        metrics: Option<PrometheusHandle>,
+        limits: LimitsConfig,
+        console_token: Option<SecretString>,
+    ) -> Arc<Health> {
         Arc::new(Health {
             store,
             shutting_down: AtomicBool::new(false),
             metrics,
+            limits,
+            console_token: console_token.filter(|t| !t.expose_secret().trim().is_empty()),
         })
     }
 }
@@ -40,7 +53,123 @@ pub fn router(health: Arc<Health>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/", get(console_page))
+        .route("/console.css", get(console_css))
+        .route("/api/status", get(api_status))
         .with_state(health)
+}
+
+/// The console's answers: its CSP, never cached, never framed.
+fn console_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(crate::console::CSP),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// `/` and `/api/*` with a token configured: `Authorization: Bearer T` or
+/// `?token=T`, compared in constant time.
+fn authorized(
+    health: &Health,
+    headers: &axum::http::HeaderMap,
+    params: &std::collections::HashMap<String, String>,
+) -> bool {
+    let Some(token) = &health.console_token else {
+        return true;
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string)
+        .or_else(|| params.get("token").cloned())
+        .unwrap_or_default();
+    let want = token.expose_secret().as_bytes();
+    given.len() == want.len()
+        && given
+            .as_bytes()
+            .iter()
+            .zip(want)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn unauthorized() -> Response {
+    console_headers(
+        (
+            StatusCode::UNAUTHORIZED,
+            "the console needs http.console_token: Authorization: Bearer TOKEN, or ?token=TOKEN\n",
+        )
+            .into_response(),
+    )
+}
+
+/// The status document, or why the database could not give it.
+async fn status_json(health: &Health) -> Result<serde_json::Value, String> {
+    let model = crate::status_model::StatusModel::read(&health.store, &health.limits)
+        .await
+        .map_err(|e| e.to_string())?;
+    model.json().map_err(|e| e.to_string())
+}
+
+fn unavailable(why: String) -> Response {
+    console_headers(
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database not answering: {why}\n"),
+        )
+            .into_response(),
+    )
+}
+
+/// `GET /api/status`: the status document (`zdel status --json`).
+async fn api_status(
+    State(health): State<Arc<Health>>,
+    headers: axum::http::HeaderMap,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    if !authorized(&health, &headers, &params) {
+        return unauthorized();
+    }
+    match status_json(&health).await {
+        Ok(value) => console_headers(axum::Json(value).into_response()),
+        Err(why) => unavailable(why),
+    }
+}
+
+/// `GET /`: the console page.
+async fn console_page(
+    State(health): State<Arc<Health>>,
+    headers: axum::http::HeaderMap,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    if !authorized(&health, &headers, &params) {
+        return unauthorized();
+    }
+    match status_json(&health).await {
+        Ok(value) => console_headers(
+            (
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                crate::console::page(&value, 5),
+            )
+                .into_response(),
+        ),
+        Err(why) => unavailable(why),
+    }
+}
+
+async fn console_css() -> Response {
+    console_headers(([(header::CONTENT_TYPE, "text/css")], crate::console::CSS).into_response())
 }
 
 /// Serve `router` on `listener` until `stop` is cancelled.

@@ -7,9 +7,11 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod http;
 pub mod org;
 pub mod sandbox;
+pub mod status_model;
 pub mod store;
 mod sync;
 pub mod worker;

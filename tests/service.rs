@@ -495,6 +495,10 @@ async fn metrics_take_a_selection_and_give_its_rows_by_state_and_code() {
         0.0
     );
     assert_eq!(get(&url("?selection=9")).await.0, 404);
+    // The console rides on the same listener.
+    let (status, html) = get(&format!("{}/", served.base)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("<h2>Selections</h2>"), "{html}");
     assert_eq!(get(&url("?selection=x")).await.0, 400);
     sigterm(&served.child);
     let status = tokio::time::timeout(Duration::from_secs(30), served.child.wait())

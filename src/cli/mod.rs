@@ -5,6 +5,7 @@
 
 mod cancel;
 mod check;
+mod console;
 mod demo;
 mod enqueue;
 mod erase;
@@ -79,6 +80,8 @@ pub enum Command {
     Erase(erase::Opts),
     /// Undo deletes: queue restores out of the recycle bin (within 60 days).
     Restore(restore::Opts),
+    /// Serve the read-only console over a database no zdel serve is using.
+    Console(console::Opts),
     /// What was queued, how it was chosen, by whom and when.
     Selections(selections::Opts),
     /// Put failed (or cancelled) requests back in the queue.
@@ -255,6 +258,7 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         Command::Prune(opts) => prune::run(config, opts).await,
         Command::Erase(opts) => erase::run(config, opts).await,
         Command::Restore(opts) => restore::run(config, opts).await,
+        Command::Console(opts) => console::run(config, opts).await,
         Command::Selections(opts) => selections::run(config, opts).await,
         Command::Select(opts) => select::run(config, opts).await,
         Command::Retry(opts) => retry::run(config, opts).await,

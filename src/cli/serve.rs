@@ -37,6 +37,9 @@ const LATENCY_BUCKETS: [f64; 12] = [
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 pub async fn run(config: Config, mode: RunMode, opts: Opts) -> anyhow::Result<ExitCode> {
+    if mode == RunMode::Serve && !config.http.listen.is_empty() {
+        config.http.check_console(&config.http.listen)?;
+    }
     let client = Arc::new(super::zoho_client(&config)?);
     let store = super::open_store(&config).await?;
     let settings = WorkerSettings {
@@ -48,7 +51,12 @@ pub async fn run(config: Config, mode: RunMode, opts: Opts) -> anyhow::Result<Ex
     let shutdown = CancellationToken::new();
     let http_stop = CancellationToken::new();
     let health = if mode == RunMode::Serve {
-        let health = Health::new(store.clone(), install_metrics());
+        let health = Health::new(
+            store.clone(),
+            install_metrics(),
+            config.limits.clone(),
+            Some(config.http.console_token.clone()),
+        );
         start_http(&config, health.clone(), http_stop.clone()).await?;
         spawn_gauges(
             store.clone(),

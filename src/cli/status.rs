@@ -7,9 +7,8 @@ use clap::Args;
 
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::org::OrgId;
-use crate::store::{CreditLedger, JobState, RequestState, StatusReport};
-use crate::worker::credits::{CreditStop, credit_stop};
+use crate::status_model::StatusModel as Snapshot;
+use crate::store::{JobState, RequestState, StatusReport};
 
 #[derive(Debug, Args)]
 pub struct Opts {
@@ -26,7 +25,10 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     if let Some(id) = opts.selection {
         return selection(&config, id, opts.json).await;
     }
-    let snap = Snapshot::read(&config).await?;
+    let store = super::open_existing_store(&config).await?;
+    let snap = Snapshot::read(&store, &config.limits).await;
+    store.close().await;
+    let snap = snap?;
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&snap.json()?)?);
         return Ok(ExitCode::SUCCESS);
@@ -109,83 +111,6 @@ async fn selection(config: &Config, id: i64, json: bool) -> anyhow::Result<ExitC
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// What `status` shows, read once.
-struct Snapshot {
-    report: StatusReport,
-    cap: u64,
-    last_24h: i64,
-    jobs: Vec<(JobState, i64)>,
-    ledger: CreditLedger,
-    credit_stop: Option<CreditStop>,
-    max_credits_per_day: u64,
-}
-
-impl Snapshot {
-    async fn read(config: &Config) -> anyhow::Result<Snapshot> {
-        let store = super::open_existing_store(config).await?;
-        let report = store.status(now_ms()).await?;
-        let last_24h = store.succeeded_since(now_ms() - 24 * 3600 * 1000).await?;
-        let ledger = store.credits(&OrgId::default(), now_ms()).await?;
-        let credit_stop = credit_stop(
-            &ledger,
-            0,
-            config.limits.max_credits_per_day,
-            config.limits.min_credits_remaining,
-            now_ms(),
-        );
-        let jobs = store
-            .depth()
-            .await?
-            .jobs
-            .into_iter()
-            .map(|j| (j.state, j.count))
-            .collect();
-        store.close().await;
-        Ok(Snapshot {
-            report,
-            cap: config.limits.max_deletions_per_day,
-            last_24h,
-            jobs,
-            ledger,
-            credit_stop,
-            max_credits_per_day: config.limits.max_credits_per_day,
-        })
-    }
-
-    fn json(&self) -> anyhow::Result<serde_json::Value> {
-        let (report, cap, last_24h, jobs) = (&self.report, self.cap, self.last_24h, &self.jobs);
-        let mut value = serde_json::to_value(report)?;
-        value["succeeded_last_24h"] = last_24h.into();
-        value["max_deletions_per_day"] = cap.into();
-        let cap_reached = cap > 0 && last_24h as u64 >= cap;
-        value["daily_cap_reached"] = cap_reached.into();
-        value["credits"] = serde_json::to_value(self.ledger)?;
-        value["credits"]["max_credits_per_day"] = self.max_credits_per_day.into();
-        let mut stopped: Vec<String> = Vec::new();
-        if self
-            .report
-            .pauses
-            .iter()
-            .any(|p| p.scope == crate::store::PAUSE_ALL)
-        {
-            stopped.push("all work is paused (credentials)".into());
-        }
-        if let Some(stop) = &self.credit_stop {
-            stopped.push(stop.to_string());
-        }
-        if cap_reached {
-            stopped.push("limits.max_deletions_per_day reached".into());
-        }
-        value["claiming_stopped"] = stopped.into();
-        value["mass_delete_jobs"] = jobs
-            .iter()
-            .map(|(state, n)| (state.as_str().to_string(), serde_json::Value::from(*n)))
-            .collect::<serde_json::Map<_, _>>()
-            .into();
-        Ok(value)
-    }
 }
 
 /// Who works on this database, since when.

@@ -250,6 +250,16 @@ impl Store {
     }
 
     /// Every selection, newest first.
+    /// The newest `n` selections, newest first.
+    pub async fn recent_selections(&self, n: i64) -> Result<Vec<SelectionRow>, StoreError> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM selections ORDER BY id DESC LIMIT ?1"
+        )))
+        .bind(n)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn selections(&self) -> Result<Vec<SelectionRow>, StoreError> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM selections ORDER BY id DESC"
