@@ -1209,19 +1209,25 @@ async fn selecting(b: &mut Bench) -> Result<()> {
     Ok(())
 }
 
-/// `zdel verify` of 100,000 deleted IDs at 100 ms a call: the credits and
-/// seconds the recycle-bin check takes (pages of 200, 2 credits a page).
-async fn verifying(b: &mut Bench) -> Result<()> {
-    let n: u64 = if b.quick { 20_000 } else { 100_000 };
+/// A sandbox whose `n` leads zdel has deleted (they sit in its recycle bin).
+async fn deleted_leads(n: u64) -> Result<Env> {
     let env = Env::new(Faults {
         credit_budget: Some(10_000_000),
         ..Faults::default()
     })
     .await?;
-    let sb = &env.sandbox.sandbox;
-    sb.add_records("Leads", (0..n).map(id));
+    env.sandbox.sandbox.add_records("Leads", (0..n).map(id));
     env.enqueue("Leads", 0, n, Strategy::Auto).await?;
     env.drain(&[]).await?;
+    Ok(env)
+}
+
+/// `zdel verify` of 100,000 deleted IDs at 100 ms a call: the credits and
+/// seconds the recycle-bin check takes (pages of 200, 2 credits a page).
+async fn verifying(b: &mut Bench) -> Result<()> {
+    let n: u64 = if b.quick { 20_000 } else { 100_000 };
+    let env = deleted_leads(n).await?;
+    let sb = &env.sandbox.sandbox;
     // The check itself at Zoho-like latency.
     let mut faults = sb.faults();
     faults.latency = Duration::from_millis(100);
@@ -1258,15 +1264,8 @@ async fn verifying(b: &mut Bench) -> Result<()> {
 /// seconds their restore requests take through the queue (100 IDs a call).
 async fn restoring(b: &mut Bench) -> Result<()> {
     let n: u64 = if b.quick { 2_000 } else { 10_000 };
-    let env = Env::new(Faults {
-        credit_budget: Some(10_000_000),
-        ..Faults::default()
-    })
-    .await?;
+    let env = deleted_leads(n).await?;
     let sb = &env.sandbox.sandbox;
-    sb.add_records("Leads", (0..n).map(id));
-    env.enqueue("Leads", 0, n, Strategy::Auto).await?;
-    env.drain(&[]).await?;
     let template = RequestTemplate {
         operation: zdel::store::Operation::Restore,
         ..RequestTemplate::delete("Leads", true)

@@ -17,6 +17,19 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// `ms` since the epoch as RFC 3339 UTC to the second (`2026-12-01T09:00:00Z`);
+/// Zoho writes the same instant `2026-12-01T09:00:00+00:00`
+/// ([`zoho_time`]).
+pub fn rfc3339(ms: i64) -> String {
+    let t = UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// `ms` since the epoch as Zoho writes times: `2026-12-01T09:00:00+00:00`.
+pub fn zoho_time(ms: i64) -> String {
+    rfc3339(ms).replace('Z', "+00:00")
+}
+
 /// The worker's clock: [`Clock::now`] is tokio's instant, and
 /// [`Clock::now_ms`] the epoch milliseconds that go with it — the wall
 /// clock when it is ahead (after a suspend, say), else the time measured

@@ -293,10 +293,7 @@ impl<R> Hashing<R> {
     }
 
     fn hex(self) -> String {
-        sha2::Digest::finalize(self.hash)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        super::hex(&sha2::Digest::finalize(self.hash))
     }
 }
 

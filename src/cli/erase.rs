@@ -129,7 +129,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
         .join(", ");
     let searched = json!({
         "who": who, "modules": config.erase.modules, "criteria": where_,
-        "at": iso(searched_at),
+        "at": crate::clock::rfc3339(searched_at),
     });
     if found.is_empty() {
         println!(
@@ -159,13 +159,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     }
 
     // 2. Queue them: one selection per erase, per module its rows.
-    let hash = {
-        use sha2::Digest;
-        sha2::Sha256::digest(format!("erase\n{where_}\n{searched_at}").as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    let hash = super::sha256_hex(format!("erase\n{where_}\n{searched_at}").as_bytes());
     let template0 = RequestTemplate::delete(&found[0].module, true);
     let selection = store
         .begin_selection(
@@ -253,7 +247,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     use futures_util::TryStreamExt;
     while let Some(r) = rows.try_next().await? {
         let entry = json!({"module": r.module, "id": r.record_id, "state": r.state.as_str(),
-            "code": r.code, "message": r.message, "finished_at": r.finished_at.map(iso),
+            "code": r.code, "message": r.message, "finished_at": r.finished_at.map(crate::clock::rfc3339),
             "verified": r.verification, "deleted_time": r.deleted_time});
         match r.state {
             crate::store::RequestState::Succeeded => deleted.push(entry),
@@ -323,11 +317,6 @@ async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-fn iso(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// DIR/NAME.json (the report) and DIR/NAME.txt (it in words).

@@ -307,12 +307,17 @@ pub fn worker_settings(config: &Config) -> crate::worker::WorkerSettings {
 /// debug form, in which every secret reads `[REDACTED]` (so no secret is in
 /// it, and changing one does not change the hash); 16 hex digits.
 pub(crate) fn config_hash(config: &Config) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(format!("{config:?}").as_bytes())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sha256_hex(format!("{config:?}").as_bytes())[..16].to_string()
+}
+
+/// The SHA-256 of `bytes`, in hex: how selections name what they read.
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes))
+}
+
+/// `bytes` in lower-case hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The default org's Zoho client from the config's `[zoho]` and `[limits]`.
@@ -340,37 +345,14 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
     .await?)
 }
 
-/// A Zoho call, tried again after a transient failure (timeout, 5xx,
-/// 429), up to [`MAX_TRIES`] times with a growing pause; Zoho's last error
-/// as it came.
-pub(super) async fn retrying<T, F, Fut>(mut call: F) -> Result<T, ZohoError>
+/// A Zoho call, tried again after a transient failure, up to
+/// [`MAX_TRIES`] times ([`crate::zoho::retrying`]).
+pub(super) async fn retrying<T, F, Fut>(call: F) -> Result<T, ZohoError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ZohoError>>,
 {
-    let mut tries = 0;
-    loop {
-        match call().await {
-            Ok(page) => return Ok(page),
-            Err(
-                e @ (ZohoError::Transient { .. }
-                | ZohoError::RateLimited { .. }
-                | ZohoError::Unavailable { .. }),
-            ) if tries + 1 < MAX_TRIES => {
-                tries += 1;
-                let pause = match &e {
-                    ZohoError::RateLimited {
-                        retry_after: Some(after),
-                        ..
-                    } => *after,
-                    _ => std::time::Duration::from_millis(200 << tries),
-                };
-                tracing::warn!(error = %e, try_no = tries, "a call failed; asking again");
-                tokio::time::sleep(pause).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    crate::zoho::retrying(MAX_TRIES, call).await
 }
 
 /// Failed calls in a row (timeouts, 5xx, 429) before [`retrying`] gives up

@@ -11,7 +11,6 @@ use super::UsageError;
 use crate::config::Config;
 use crate::org::OrgId;
 use crate::store::Store;
-use crate::zoho::ZohoError;
 
 /// How long the cached list is trusted.
 const FRESH_MS: i64 = 24 * 3600 * 1000;
@@ -62,17 +61,7 @@ pub(super) async fn check(config: &Config, store: &Store, given: &str) -> anyhow
     let client = super::zoho_client(config)?;
     let slot = client.acquire_slot().await;
     // Asked twice at most: an enqueue does not wait long on a Zoho out of reach.
-    let fetched = match client.modules(&slot).await {
-        Err(
-            e @ (ZohoError::Transient { .. }
-            | ZohoError::RateLimited { .. }
-            | ZohoError::Unavailable { .. }),
-        ) => {
-            tracing::warn!(error = %e, "GET /settings/modules failed; asking once more");
-            client.modules(&slot).await
-        }
-        answered => answered,
-    };
+    let fetched = crate::zoho::retrying(2, || client.modules(&slot)).await;
     drop(slot);
     let spent = client.credits().take_spent();
     let _ = store

@@ -62,12 +62,6 @@ const SPLIT_HEADER: [&str; 10] = [
     "verified",
 ];
 
-/// `ms` since the epoch as ISO 8601 UTC.
-fn iso(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
 /// `--split DIR`: both files written whole under temporary names, then
 /// renamed, so a crash never leaves half a file; a filter that matches
 /// nothing still writes both headers.
@@ -118,7 +112,10 @@ async fn split(
             code.as_str(),
             row.message.as_deref().unwrap_or(""),
             row.attempts.to_string().as_str(),
-            row.finished_at.map(iso).unwrap_or_default().as_str(),
+            row.finished_at
+                .map(crate::clock::rfc3339)
+                .unwrap_or_default()
+                .as_str(),
             row.verification.as_deref().unwrap_or(""),
         ])?;
     }

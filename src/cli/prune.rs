@@ -24,7 +24,7 @@ pub struct Opts {
 const PER_TX: i64 = 10_000;
 
 pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
-    let before = super::verify::parse_since(&opts.before)?;
+    let before = super::verify::parse_time("--before", &opts.before)?;
     let store = super::open_existing_store(&config).await?;
     let n = store.prunable(before).await?;
     if n == 0 {

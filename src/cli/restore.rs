@@ -59,7 +59,7 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let since = opts
         .since
         .as_deref()
-        .map(super::verify::parse_since)
+        .map(|t| super::verify::parse_time("--since", t))
         .transpose()?;
     let store = super::open_existing_store(&config).await?;
     let now = crate::clock::now_ms();

@@ -165,15 +165,11 @@ impl Query<'_> {
 
     /// What identifies the selection for a rerun.
     fn hash(&self, module: &str) -> String {
-        use sha2::Digest;
         let text = match self {
             Query::Coql { criteria } => format!("coql\n{module}\n{criteria}"),
             Query::View { cvid } => format!("cvid\n{module}\n{cvid}"),
         };
-        sha2::Sha256::digest(text.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        super::sha256_hex(text.as_bytes())
     }
 
     /// How `--preview` names it.

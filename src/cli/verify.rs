@@ -24,8 +24,8 @@ pub struct Opts {
     since: Option<String>,
 }
 
-/// `--since`: an RFC 3339 time, or an age before now.
-pub(super) fn parse_since(text: &str) -> Result<i64, UsageError> {
+/// A time flag (`--since`, `--before`): an RFC 3339 time, or an age before now.
+pub(super) fn parse_time(flag: &str, text: &str) -> Result<i64, UsageError> {
     let ms = |t: std::time::SystemTime| {
         t.duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
@@ -37,7 +37,7 @@ pub(super) fn parse_since(text: &str) -> Result<i64, UsageError> {
     match humantime::parse_duration(text) {
         Ok(age) => Ok(crate::clock::now_ms() - age.as_millis() as i64),
         Err(_) => Err(UsageError(format!(
-            "--since {text:?} is neither a time (2026-12-01T09:00:00Z) nor an age (24h, 7days)"
+            "{flag} {text:?} is neither a time (2026-12-01T09:00:00Z) nor an age (24h, 7days)"
         ))),
     }
 }
@@ -46,7 +46,11 @@ pub async fn run(config: Config, opts: Opts) -> anyhow::Result<ExitCode> {
     let scope = VerifyScope {
         selection: opts.selection,
         module: opts.module.clone(),
-        since_ms: opts.since.as_deref().map(parse_since).transpose()?,
+        since_ms: opts
+            .since
+            .as_deref()
+            .map(|t| parse_time("--since", t))
+            .transpose()?,
     };
     let mut describe = Vec::new();
     if let Some(n) = opts.selection {
@@ -107,11 +111,14 @@ mod tests {
 
     #[test]
     fn since_takes_a_time_or_an_age() {
-        assert_eq!(parse_since("1970-01-01T00:00:01Z").unwrap(), 1_000);
-        let day_ago = parse_since("24h").unwrap();
+        assert_eq!(
+            parse_time("--since", "1970-01-01T00:00:01Z").unwrap(),
+            1_000
+        );
+        let day_ago = parse_time("--since", "24h").unwrap();
         assert!((crate::clock::now_ms() - day_ago - 86_400_000).abs() < 60_000);
         assert!(
-            parse_since("yesterday")
+            parse_time("--since", "yesterday")
                 .unwrap_err()
                 .0
                 .contains("neither a time")

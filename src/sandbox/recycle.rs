@@ -100,13 +100,6 @@ fn httpdate_parse(text: &str) -> Option<i64> {
         .map(|d| d.as_millis() as i64)
 }
 
-fn iso(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t)
-        .to_string()
-        .replace('Z', "+00:00")
-}
-
 /// `GET /{module}/deleted?type=recycle&page=N&per_page=200`.
 pub(super) fn deleted_records(
     inner: &mut Inner,
@@ -157,7 +150,7 @@ pub(super) fn deleted_records(
         .map(|(at, id)| {
             let by = entries.and_then(|e| e.get(id)).map_or(ZDEL_USER, |d| d.by);
             json!({"id": id, "display_name": format!("Record {id}"), "type": "recycle",
-                "deleted_time": iso(*at), "deleted_by": {"name": by.1, "id": by.0},
+                "deleted_time": crate::clock::zoho_time(*at), "deleted_by": {"name": by.1, "id": by.0},
                 "created_by": {"name": "Sandbox API User", "id": ZDEL_USER.0}})
         })
         .collect();
@@ -185,7 +178,7 @@ pub(super) fn bin_lookup(inner: &mut Inner, params: &HashMap<String, String>) ->
         for (module, entries) in &inner.recycle.entries {
             if let Some(d) = entries.get(id) {
                 rows.push(json!({"id": id, "display_name": format!("Record {id}"),
-                    "deleted_time": iso(d.at_ms), "deleted_by": {"name": d.by.1, "id": d.by.0},
+                    "deleted_time": crate::clock::zoho_time(d.at_ms), "deleted_by": {"name": d.by.1, "id": d.by.0},
                     "owner": {"name": ZDEL_USER.1, "id": ZDEL_USER.0},
                     "module": {"api_name": module, "id": "1"}}));
             }

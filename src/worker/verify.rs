@@ -108,28 +108,10 @@ async fn read_bin(
     let mut bin = HashMap::new();
     let mut page = 1;
     loop {
-        let mut tries = 0;
-        let answer = loop {
-            match client.deleted_records(slot, module, since_ms, page).await {
-                Err(
-                    e @ (ZohoError::Transient { .. }
-                    | ZohoError::RateLimited { .. }
-                    | ZohoError::Unavailable { .. }),
-                ) if tries + 1 < MAX_TRIES => {
-                    tries += 1;
-                    let pause = match &e {
-                        ZohoError::RateLimited {
-                            retry_after: Some(after),
-                            ..
-                        } => *after,
-                        _ => std::time::Duration::from_millis(200 << tries),
-                    };
-                    tracing::warn!(error = %e, module, page, "a recycle-bin page failed; asking again");
-                    tokio::time::sleep(pause).await;
-                }
-                other => break other?,
-            }
-        };
+        let answer = crate::zoho::retrying(MAX_TRIES, || {
+            client.deleted_records(slot, module, since_ms, page)
+        })
+        .await?;
         for record in answer.records {
             bin.insert(record.id, (record.deleted_time, record.deleted_by));
         }

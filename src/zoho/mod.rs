@@ -390,6 +390,41 @@ impl ZohoClient {
     }
 }
 
+/// A call, tried again after a transient failure (timeout, 5xx, 429, the
+/// token endpoint's outage), up to `tries` times in all, with a growing
+/// pause (after a 429: Zoho's `Retry-After`); Zoho's last error as it came.
+/// For the one-off reads (selection pages, checks, recycle-bin pages); the
+/// worker's deletes retry through the queue instead.
+pub async fn retrying<T, F, Fut>(tries: u32, mut call: F) -> Result<T, ZohoError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ZohoError>>,
+{
+    let mut failed = 0;
+    loop {
+        match call().await {
+            Ok(page) => return Ok(page),
+            Err(
+                e @ (ZohoError::Transient { .. }
+                | ZohoError::RateLimited { .. }
+                | ZohoError::Unavailable { .. }),
+            ) if failed + 1 < tries => {
+                failed += 1;
+                let pause = match &e {
+                    ZohoError::RateLimited {
+                        retry_after: Some(after),
+                        ..
+                    } => *after,
+                    _ => Duration::from_millis(200 << failed),
+                };
+                tracing::warn!(error = %e, try_no = failed, "a call failed; asking again");
+                tokio::time::sleep(pause).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// An answer: JSON read, or (a download) the response still unread.
 enum Answer {
     Json(u16, serde_json::Value),

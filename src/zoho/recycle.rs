@@ -28,14 +28,6 @@ pub struct DeletedPage {
     pub more: bool,
 }
 
-/// `ms` since the epoch as the ISO 8601 time Zoho's `If-Modified-Since` takes.
-fn iso(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t)
-        .to_string()
-        .replace('Z', "+00:00")
-}
-
 impl ZohoClient {
     /// Page `page` of `module`'s recycle bin, records deleted since `since_ms`.
     pub async fn deleted_records(
@@ -45,7 +37,7 @@ impl ZohoClient {
         since_ms: i64,
         page: u32,
     ) -> Result<DeletedPage, ZohoError> {
-        let since = iso(since_ms);
+        let since = crate::clock::zoho_time(since_ms);
         let (status, answer) = self
             .call("deleted_records", |base| {
                 self.http
@@ -209,6 +201,6 @@ mod tests {
             }]
         );
         assert!(read_page(200, &json!({"data": [{"id": 1}]})).is_err());
-        assert_eq!(iso(0), "1970-01-01T00:00:00+00:00");
+        assert_eq!(crate::clock::zoho_time(0), "1970-01-01T00:00:00+00:00");
     }
 }
